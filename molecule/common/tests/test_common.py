@@ -1,0 +1,99 @@
+"""What an operator checks on a freshly hardened host."""
+import socket
+
+import pytest
+
+
+def sshd_effective(host):
+    out = host.check_output("sshd -T -C user=tester,host=x,addr=127.0.0.1")
+    conf = {}
+    for line in out.splitlines():
+        key, _, value = line.partition(" ")
+        conf[key] = value
+    return conf
+
+
+def test_sshd_effective_settings(host):
+    conf = sshd_effective(host)
+    assert conf["permitrootlogin"] == "no"
+    assert conf["passwordauthentication"] == "no"
+    assert conf["kbdinteractiveauthentication"] == "no"
+    assert conf["authenticationmethods"] == "publickey"
+    assert conf["allowgroups"] == "admins"
+    assert conf["x11forwarding"] == "no"
+    for weak in ("cbc", "3des", "arcfour"):
+        assert weak not in conf["ciphers"]
+    assert "sha1" not in conf["macs"]
+    assert "group1-sha1" not in conf["kexalgorithms"]
+
+
+def ssh_local(host, user, command="true", extra=""):
+    return host.run(
+        "ssh -i /root/id_test -o BatchMode=yes -o StrictHostKeyChecking=no "
+        f"-o UserKnownHostsFile=/dev/null {extra} {user}@127.0.0.1 {command}"
+    )
+
+
+def test_admin_logs_in_with_key_and_uses_sudo(host):
+    result = ssh_local(host, "tester", "sudo -n id -u")
+    assert result.rc == 0, result.stderr
+    assert result.stdout.strip() == "0"
+
+
+def test_root_is_refused_even_with_an_authorised_key(host):
+    assert host.file("/root/.ssh/authorized_keys").exists
+    result = ssh_local(host, "root")
+    assert result.rc == 255
+    assert "Permission denied" in result.stderr
+
+
+def test_passwords_are_not_offered(host):
+    result = ssh_local(host, "tester", extra="-o PreferredAuthentications=password,keyboard-interactive")
+    assert result.rc == 255
+    assert "Permission denied (publickey)" in result.stderr
+
+
+def test_removed_admin_is_gone(host):
+    assert not host.user("leaver").exists
+    assert "admins" in host.user("tester").groups
+
+
+def test_sudoers_drop_in_is_valid(host):
+    f = host.file("/etc/sudoers.d/50-admins")
+    assert f.mode == 0o440
+    assert "%admins ALL=(ALL:ALL) NOPASSWD: ALL" in f.content_string
+    assert host.run("visudo -c").rc == 0
+
+
+def test_ruleset_is_loaded_with_policy_drop(host):
+    ruleset = host.check_output("nft list table inet djstack_filter")
+    assert "hook input priority filter; policy drop;" in ruleset
+    assert "hook forward priority filter; policy drop;" in ruleset
+    assert "ip saddr 192.0.2.0/24 tcp dport 22 accept" in ruleset
+    assert "ip6 saddr 2001:db8::/32 tcp dport 22 accept" in ruleset
+    assert "ip saddr 198.51.100.0/24 tcp dport 8080 accept" in ruleset
+    # A rule for another group opens nothing here.
+    assert "9999" not in ruleset
+    assert host.service("nftables").is_enabled
+
+
+def test_ssh_port_is_closed_to_the_controller(host):
+    """The controller is not in common_admin_networks: its SYN must be dropped."""
+    address = host.interface("eth0").addresses[0]
+    with pytest.raises((socket.timeout, TimeoutError, ConnectionRefusedError, OSError)):
+        socket.create_connection((address, 22), timeout=3).close()
+    # ...while sshd itself is up and answers on loopback.
+    assert host.socket("tcp://0.0.0.0:22").is_listening
+
+
+def test_time_journald_and_upgrades(host):
+    assert host.service("systemd-timesyncd").is_enabled
+    assert "NTP=ntp1.example.net ntp2.example.net" in host.file(
+        "/etc/systemd/timesyncd.conf.d/50-ntp.conf").content_string
+    journald = host.check_output("systemd-analyze cat-config systemd/journald.conf")
+    assert "SystemMaxUse=500M" in journald
+    auto = host.file("/etc/apt/apt.conf.d/20auto-upgrades").content_string
+    assert 'APT::Periodic::Unattended-Upgrade "1";' in auto
+    dry = host.run("unattended-upgrade --dry-run -v 2>&1 | head -20")
+    assert "Allowed origins are:" in dry.stdout
+    assert "Debian-Security" in dry.stdout

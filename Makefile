@@ -1,0 +1,50 @@
+# Thin wrappers. `make lab` brings the lab up and runs site.yml; `make test` runs every test.
+SHELL := /bin/bash
+VENV := .venv
+STAMP := $(VENV)/.installed
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+PLAYBOOKS := site.yml $(wildcard playbooks/*.yml)
+
+.PHONY: venv lab site lab-engine lint syntax test destroy clean bench
+
+# Re-running does nothing unless requirements changed.
+$(STAMP): requirements.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -r requirements.txt
+	touch $@
+
+venv: $(STAMP)
+
+## The main job: create (or start) the lab, then converge it with site.yml.
+lab: venv
+	ansible-playbook playbooks/lab.yml
+	ansible-playbook site.yml
+
+site: venv
+	ansible-playbook site.yml
+
+## Docker engine, apt cache and base image only (what the molecule scenarios need).
+lab-engine: venv
+	ansible-playbook playbooks/lab.yml --tags secrets,engine,image
+
+lint: venv
+	yamllint --strict .
+	ansible-lint --profile production
+
+syntax: venv
+	for p in $(PLAYBOOKS); do ansible-playbook --syntax-check $$p || exit 1; done
+
+## Every test: lint, syntax, controller-side tests, every molecule scenario.
+test: lint syntax lab-engine
+	pytest tests
+
+destroy: venv
+	ansible-playbook playbooks/lab.yml -e lab_state=absent
+
+clean: destroy
+	rm -rf .lab $(VENV)
+
+bench: venv
+	bench/converge.sh

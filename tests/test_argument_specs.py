@@ -1,0 +1,57 @@
+"""Bad input fails before anything changes, with a message naming the variable.
+
+The role runs against a host that cannot be reached: if validation let bad input
+through, the first real task would report the host unreachable instead.
+"""
+import json
+
+import pytest
+
+from helpers import recap, run
+
+GOOD_COMMON = {
+    "common_admin_users": [{"name": "ops", "ssh_keys": ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGoodKeyForTests ops"]}],
+    "common_admin_networks": ["192.0.2.0/24"],
+}
+
+CASES = [
+    # (role, variables, text the error must contain)
+    ("common", {**GOOD_COMMON, "common_admin_users": "ops"}, "common_admin_users"),
+    ("common", {**GOOD_COMMON, "common_admin_users": [{"name": "ops", "ssh_key": ["x"]}]}, "ssh_key"),
+    ("common", {k: v for k, v in GOOD_COMMON.items() if k != "common_admin_networks"},
+     "missing required arguments: common_admin_networks"),
+    ("common", {**GOOD_COMMON, "common_firewall_rules": [{"name": "x", "group": "all", "port": 1, "proto": "icmpx",
+                                                          "from_networks": ["0.0.0.0/0"]}]}, "proto"),
+    ("common", {**GOOD_COMMON, "common_sshd_port": "twenty-two"}, "common_sshd_port"),
+    ("common", {**GOOD_COMMON, "common_firewall_rules": [{"name": "open-to-nobody", "group": "all", "port": 8080}]},
+     "open-to-nobody"),
+    ("common", {**GOOD_COMMON, "common_admin_users": [{"name": "ops", "state": "absent"}]}, "common_admin_users"),
+    ("lab", {"lab_state": "exploded"}, "lab_state"),
+]
+
+
+@pytest.mark.parametrize("role,variables,expected", CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)])
+def test_bad_input_fails_before_any_change(tmp_path, role, variables, expected):
+    (tmp_path / "inventory.ini").write_text(
+        "target ansible_host=127.0.0.1 ansible_port=9 ansible_connection=ssh ansible_user=nobody\n")
+    (tmp_path / "vars.json").write_text(json.dumps(variables))
+    (tmp_path / "play.yml").write_text(
+        f"- hosts: target\n  gather_facts: false\n  roles:\n    - role: {role}\n")
+    proc = run(["ansible-playbook", "-i", str(tmp_path / "inventory.ini"), "-e", f"@{tmp_path / 'vars.json'}",
+                str(tmp_path / "play.yml")])
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0, output
+    assert expected in output, output
+    counts = recap(proc.stdout)["target"]
+    assert counts["failed"] == 1 and counts["changed"] == 0 and counts["unreachable"] == 0, output
+
+
+def test_good_input_passes_validation(tmp_path):
+    """The same harness with valid input gets past validation (to the unreachable host)."""
+    (tmp_path / "inventory.ini").write_text(
+        "target ansible_host=127.0.0.1 ansible_port=9 ansible_connection=ssh ansible_user=nobody\n")
+    (tmp_path / "vars.json").write_text(json.dumps(GOOD_COMMON))
+    (tmp_path / "play.yml").write_text("- hosts: target\n  gather_facts: false\n  roles:\n    - role: common\n")
+    proc = run(["ansible-playbook", "-i", str(tmp_path / "inventory.ini"), "-e", f"@{tmp_path / 'vars.json'}",
+                str(tmp_path / "play.yml")])
+    assert recap(proc.stdout)["target"]["unreachable"] == 1, proc.stdout

@@ -1,0 +1,57 @@
+"""The lab converged with site.yml: what an operator checks after bootstrap."""
+import pytest
+
+from helpers import ROOT, recap, run
+from conftest import MANAGED
+
+
+def test_site_converges_every_host(stack):
+    counts = recap(stack.runs["converge"].stdout)
+    assert set(MANAGED) <= set(counts), counts
+    assert all(c["failed"] == 0 and c["unreachable"] == 0 for c in counts.values()), counts
+
+
+def test_second_run_changes_nothing(stack):
+    counts = recap(stack.runs["rerun"].stdout)
+    changed = {h: c["changed"] for h, c in counts.items() if c["changed"]}
+    assert not changed, f"changed on a second run: {changed}\n{stack.runs['rerun'].stdout[-20000:]}"
+
+
+def test_check_mode_runs_clean(stack):
+    proc = stack.runs["check"]
+    counts = recap(proc.stdout)
+    assert proc.returncode == 0, proc.stdout[-20000:]
+    assert all(c["changed"] == 0 and c["failed"] == 0 for c in counts.values()), counts
+
+
+@pytest.mark.parametrize("name", MANAGED)
+def test_admin_logs_in_with_the_lab_key_and_has_sudo(stack, name):
+    host = stack.host(name)
+    assert host.check_output("id -un") == "ops"
+    assert host.run("sudo -n id -u").stdout.strip() == "0"
+
+
+@pytest.mark.parametrize("user,allowed", [("ops", True), ("root", False)])
+def test_only_the_admin_logs_in_over_ssh(stack, user, allowed):
+    """root holds the very key that bootstrapped the host, and is refused all the same."""
+    proc = run(["ssh", "-i", str(ROOT / ".lab" / "id_ed25519"), "-o", "BatchMode=yes", "-o", "ConnectTimeout=10",
+                "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+                f"{user}@{stack.addresses()['db1']}", "true"])
+    if allowed:
+        assert proc.returncode == 0, proc.stderr
+    else:
+        assert proc.returncode == 255 and "Permission denied" in proc.stderr, proc.stderr
+
+
+def test_ssh_is_closed_from_outside_the_admin_networks(stack):
+    client = stack.host("client1")
+    addresses = stack.addresses()
+    for name in MANAGED:
+        probe = client.run(f"nc -z -w 3 {addresses[name]} 22")
+        assert probe.rc != 0, f"SSH on {name} answers the client host"
+
+
+def test_every_host_drops_inbound_by_default(stack):
+    for name in MANAGED:
+        ruleset = stack.host(name).check_output("sudo -n nft list chain inet djstack_filter input")
+        assert "policy drop;" in ruleset, name

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Times the lab and site.yml side by side in one run, on a lab of its own:
+#   lab creation (hosts from the existing base image), fresh converge, no-op re-run.
+# Usage: bench/converge.sh            (BENCH_LAB_NAME / BENCH_LAB_NET to move it)
+# Prints one Markdown table row set; paste it into bench/RESULTS.md with the date.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PWD/.venv/bin:$PATH" ANSIBLE_CONFIG="$PWD/ansible.cfg"
+export LAB_NAME="${BENCH_LAB_NAME:-djstack-bench}" LAB_NET_PREFIX="${BENCH_LAB_NET:-10.231.8}"
+export ANSIBLE_CACHE_PLUGIN_CONNECTION="$PWD/.lab/facts-$LAB_NAME"
+log="$PWD/.lab/bench-$LAB_NAME"
+mkdir -p "$log"
+
+timed() {  # name, command...: runs it, prints elapsed seconds
+  local name=$1; shift
+  local t0; t0=$(date +%s%N)
+  "$@" > "$log/$name.log" 2>&1 || { echo "$name failed, see $log/$name.log" >&2; exit 1; }
+  echo $(( ($(date +%s%N) - t0) / 1000000 ))
+}
+
+ansible-playbook playbooks/lab.yml -e lab_state=absent > "$log/destroy.log" 2>&1
+rm -rf "$ANSIBLE_CACHE_PLUGIN_CONNECTION"
+lab=$(timed lab ansible-playbook playbooks/lab.yml)
+fresh=$(timed fresh ansible-playbook site.yml)
+noop=$(timed noop ansible-playbook site.yml)
+python3 - "$lab" "$fresh" "$noop" <<'PY'
+import sys
+lab, fresh, noop = (int(v) / 1000 for v in sys.argv[1:])
+print(f"| lab creation (9 hosts, image present) | {lab:.0f} s |")
+print(f"| fresh converge, site.yml | {fresh:.0f} s |")
+print(f"| no-op re-run, site.yml | {noop:.0f} s |")
+print(f"| no-op / fresh | {noop / fresh:.2f} |")
+PY
+grep -E 'changed=' "$log/noop.log" | awk '{print "noop recap:", $1, $3}' | sort -u | head -20
+[ "${KEEP_BENCH:-0}" = 1 ] || ansible-playbook playbooks/lab.yml -e lab_state=absent > "$log/destroy.log" 2>&1

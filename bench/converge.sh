@@ -31,5 +31,5 @@ print(f"| fresh converge, site.yml | {fresh:.0f} s |")
 print(f"| no-op re-run, site.yml | {noop:.0f} s |")
 print(f"| no-op / fresh | {noop / fresh:.2f} |")
 PY
-grep -E 'changed=' "$log/noop.log" | awk '{print "noop recap:", $1, $3}' | sort -u | head -20
+grep -E 'changed=' "$log/noop.log" | awk '{print "noop recap:", $1, $4}' | sort -u | head -20
 [ "${KEEP_BENCH:-0}" = 1 ] || ansible-playbook playbooks/lab.yml -e lab_state=absent > "$log/destroy.log" 2>&1

@@ -14,6 +14,8 @@ GOOD_COMMON = {
     "common_admin_networks": ["192.0.2.0/24"],
 }
 
+GOOD_REDIS = {"redis_admin_password": "a" * 20, "redis_app_password": "b" * 20}
+
 CASES = [
     # (role, variables, text the error must contain)
     ("common", {**GOOD_COMMON, "common_admin_users": "ops"}, "common_admin_users"),
@@ -27,6 +29,10 @@ CASES = [
      "open-to-nobody"),
     ("common", {**GOOD_COMMON, "common_admin_users": [{"name": "ops", "state": "absent"}]}, "common_admin_users"),
     ("lab", {"lab_state": "exploded"}, "lab_state"),
+    ("redis", {"redis_admin_password": "x" * 20}, "missing required arguments: redis_app_password"),
+    ("redis", {**GOOD_REDIS, "redis_mode": "store"}, "redis_mode"),
+    ("redis", {**GOOD_REDIS, "redis_persistence": "both"}, "redis_persistence"),
+    ("memcached", {"memcached_memory_mb": "lots"}, "memcached_memory_mb"),
 ]
 
 

@@ -55,3 +55,11 @@ def test_every_host_drops_inbound_by_default(stack):
     for name in MANAGED:
         ruleset = stack.host(name).check_output("sudo -n nft list chain inet djstack_filter input")
         assert "policy drop;" in ruleset, name
+
+
+def test_lab_secrets_are_in_an_encrypted_vault(stack):
+    vault = ROOT / "inventories" / "lab" / "group_vars" / "all" / "vault.yml"
+    assert vault.read_text().startswith("$ANSIBLE_VAULT;1.1;AES256")
+    names = run(["ansible-vault", "view", str(vault)], check=True).stdout
+    keys = {line.split(":")[0] for line in names.splitlines() if ":" in line}
+    assert {"vault_redis_app_password", "vault_redis_admin_password"} <= keys

@@ -1,5 +1,6 @@
 """The lab converged with site.yml: what an operator checks after bootstrap."""
 import pytest
+import yaml
 
 from helpers import ROOT, recap, run
 from conftest import MANAGED
@@ -63,3 +64,12 @@ def test_lab_secrets_are_in_an_encrypted_vault(stack):
     names = run(["ansible-vault", "view", str(vault)], check=True).stdout
     keys = {line.split(":")[0] for line in names.splitlines() if ":" in line}
     assert {"vault_redis_app_password", "vault_redis_admin_password"} <= keys
+
+
+def test_no_secret_appears_in_any_run_output(stack):
+    vault = ROOT / "inventories" / "lab" / "group_vars" / "all" / "vault.yml"
+    secrets = yaml.safe_load(run(["ansible-vault", "view", str(vault)], check=True).stdout)
+    for name, proc in stack.runs.items():
+        output = proc.stdout + proc.stderr
+        leaked = [key for key, value in secrets.items() if str(value) in output]
+        assert not leaked, f"the {name} run printed the value of {leaked}"

@@ -10,10 +10,11 @@ import testinfra
 
 from helpers import ROOT, recap, run
 
+STACK_LAB_NAME = os.environ.get("STACK_LAB_NAME", "djstack-test")
 STACK_ENV = {
-    "LAB_NAME": os.environ.get("STACK_LAB_NAME", "djstack-test"),
+    "LAB_NAME": STACK_LAB_NAME,
     "LAB_NET_PREFIX": os.environ.get("STACK_LAB_NET", "10.231.9"),
-    "ANSIBLE_CACHE_PLUGIN_CONNECTION": str(ROOT / ".lab" / f"facts-{os.environ.get('STACK_LAB_NAME', 'djstack-test')}"),
+    "ANSIBLE_CACHE_PLUGIN_CONNECTION": str(ROOT / ".lab" / f"facts-{STACK_LAB_NAME}"),
 }
 MANAGED = ["edge1", "app1", "app2", "db1", "db2", "cache1", "mail1", "backup1"]
 

@@ -14,6 +14,9 @@ GOOD_COMMON = {
     "common_admin_networks": ["192.0.2.0/24"],
 }
 
+GOOD_APP = {"app_secret_key": "s" * 10 + "ecret-key-for-tests-0123456789abcdef", "app_db_host": "192.0.2.21",
+            "app_db_password": "d" * 20, "app_redis_password": "r" * 20, "app_release_id": "1.0.0-000000000000"}
+
 GOOD_REDIS = {"redis_admin_password": "a" * 20, "redis_app_password": "b" * 20}
 
 CASES = [
@@ -33,6 +36,10 @@ CASES = [
     ("redis", {**GOOD_REDIS, "redis_mode": "store"}, "redis_mode"),
     ("redis", {**GOOD_REDIS, "redis_persistence": "both"}, "redis_persistence"),
     ("memcached", {"memcached_memory_mb": "lots"}, "memcached_memory_mb"),
+    ("app", {**GOOD_APP, "app_server": "waitress"}, "app_server"),
+    ("app", {k: v for k, v in GOOD_APP.items() if k != "app_secret_key"}, "missing required arguments: app_secret_key"),
+    ("app", {**GOOD_APP, "app_release_id": "0.0.0-notbuilt"}, "app_release_id '0.0.0-notbuilt' is not a built release"),
+    ("app", {**GOOD_APP, "app_cache_backend": "redis", "app_redis_password": ""}, "app_redis_password is required"),
 ]
 
 

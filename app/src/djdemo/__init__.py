@@ -1,0 +1,1 @@
+"""djdemo: the demo Django project deployed by the djstack Ansible project."""

@@ -1,0 +1,146 @@
+"""The demo app (app/): its own Django tests, its release id, and the build of its artifact."""
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from helpers import ROOT, recap, run
+
+APP = ROOT / "app"
+LOCK = APP / "requirements.lock"
+RELEASE_ID = re.compile(r"^\d+\.\d+\.\d+-[0-9a-f]{12}$")
+
+
+@pytest.fixture(scope="session")
+def app_python():
+    """A venv with exactly the locked dependencies, made once per requirements.lock."""
+    key = hashlib.sha256(LOCK.read_bytes()).hexdigest()[:16]
+    base = ROOT / ".cache" / "app-venv"
+    venv = base / key
+    python = venv / "bin" / "python"
+    if not (venv / ".complete").exists():
+        if base.is_dir():
+            for old in base.iterdir():  # venvs of earlier lock files
+                shutil.rmtree(old, ignore_errors=True)
+        run([sys.executable, "-m", "venv", str(venv)], check=True)
+        run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r", str(LOCK)],
+            check=True, timeout=900)
+        (venv / ".complete").touch()
+    return python
+
+
+def release_id(app_dir=APP, *extra):
+    proc = run([sys.executable, str(ROOT / "bin" / "app-release-id"), "--app-dir", str(app_dir), *extra], check=True)
+    return proc.stdout.strip()
+
+
+def test_django_test_suite(app_python):
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("DJDEMO_", "DJANGO_"))}
+    env.update(PYTHONPATH=str(APP / "src"), PYTHONDONTWRITEBYTECODE="1")
+    proc = subprocess.run([str(app_python), "-m", "django", "test", "--settings", "tests.settings", "tests"],
+                          cwd=APP, env=env, capture_output=True, text=True, timeout=600)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-20000:]
+    ran = re.search(r"^Ran (\d+) tests?", output, re.M)
+    assert ran and int(ran.group(1)) >= 40, output[-5000:]
+
+
+def test_release_id_is_content_based(tmp_path):
+    copy = tmp_path / "app"
+    shutil.copytree(APP, copy, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info", "build", "dist"))
+    original = release_id(copy)
+    assert RELEASE_ID.match(original), original
+    assert original.startswith("1.0.0-")
+    # Stable: again, in another directory, after touching mtimes, with build leftovers around.
+    assert release_id(copy) == original == release_id(APP)
+    os.utime(copy / "src" / "djdemo" / "core" / "views.py", (0, 0))
+    (copy / "src" / "djdemo" / "__pycache__").mkdir(exist_ok=True)
+    (copy / "src" / "djdemo" / "__pycache__" / "x.cpython-311.pyc").write_bytes(b"junk")
+    (copy / "src" / "djdemo.egg-info").mkdir()
+    (copy / "src" / "djdemo.egg-info" / "PKG-INFO").write_text("junk")
+    (copy / "tests" / "test_extra.py").write_text("# tests are not part of a release\n")
+    assert release_id(copy) == original
+
+    # Any change to what ships is a new release.
+    views = copy / "src" / "djdemo" / "core" / "views.py"
+    views.write_text(views.read_text() + "\n# changed\n")
+    changed_source = release_id(copy)
+    assert changed_source != original and changed_source.startswith("1.0.0-")
+    (copy / "requirements.lock").write_text(LOCK.read_text() + "# changed\n")
+    changed_lock = release_id(copy)
+    assert changed_lock not in (original, changed_source)
+    (copy / "src" / "djdemo" / "core" / "static" / "core" / "new.css").write_text("p {}\n")
+    assert release_id(copy) not in (original, changed_source, changed_lock)
+
+    # Another target is another artifact.
+    assert release_id(APP, "--python", "3.13") != original
+    assert release_id(APP, "--arch", "aarch64") != original
+
+
+def test_build_twice(tmp_path):
+    build_dir = tmp_path / "build"
+    command = ["ansible-playbook", "playbooks/build.yml", "-e", f"app_build_dir={build_dir}"]
+    first = run(command, timeout=1200)
+    assert first.returncode == 0, first.stdout[-20000:] + first.stderr[-5000:]
+    assert recap(first.stdout)["localhost"]["changed"] > 0, first.stdout
+    second = run(command, timeout=600)
+    assert second.returncode == 0, second.stdout[-20000:] + second.stderr[-5000:]
+    counts = recap(second.stdout)["localhost"]
+    assert counts["changed"] == 0 and counts["failed"] == 0, second.stdout
+
+    ident = release_id()
+    assert (build_dir / "LATEST").read_text().strip() == ident
+    release = build_dir / ident
+    assert sorted(p.name for p in build_dir.iterdir()) == sorted(["LATEST", ident])  # no partial build left
+    info = json.loads((release / "release.json").read_text())
+    assert {key: info[key] for key in ("id", "app", "python", "version")} == \
+        {"id": ident, "app": "djdemo", "python": "3.11", "version": "1.0.0"}
+    assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$", info["built"])
+
+    # SHA256SUMS covers every other file, and every sum is right.
+    sums = {}
+    for line in (release / "SHA256SUMS").read_text().splitlines():
+        digest, name = line.split("  ", 1)
+        sums[name] = digest
+    files = {p.relative_to(release).as_posix() for p in release.rglob("*") if p.is_file()} - {"SHA256SUMS"}
+    assert set(sums) == files
+    for name, digest in sums.items():
+        assert hashlib.sha256((release / name).read_bytes()).hexdigest() == digest, name
+    assert subprocess.run(["sha256sum", "--check", "--quiet", "SHA256SUMS"], cwd=release).returncode == 0
+
+    # The wheelhouse: the app's wheel and one wheel per locked pin, for CPython 3.11 on x86_64.
+    wheels = sorted(p.name for p in (release / "wheels").iterdir())
+    assert "djdemo-1.0.0-py3-none-any.whl" in wheels
+    normalized = {re.sub(r"[-_.]+", "_", w.split("-")[0]).lower(): w for w in wheels}
+    pins = [line.split("==") for line in LOCK.read_text().splitlines() if line and not line.startswith("#")]
+    for name, version in pins:
+        wheel = normalized.get(re.sub(r"[-_.]+", "_", name).lower())
+        assert wheel and f"-{version}-" in wheel, f"{name}=={version}: {wheels}"
+        tags = wheel[:-len(".whl")].split("-")[-3:]
+        assert tags[0] in ("py3", "py2.py3", "cp311") and tags[1] in ("none", "abi3", "cp311"), wheel
+        assert tags[2] == "any" or "x86_64" in tags[2] and "manylinux" in tags[2], wheel
+    assert len(wheels) == len(pins) + 1
+
+    # The offline install check ran where the controller has the target's Python.
+    if shutil.which("python3.11"):
+        assert "Install the release into it from the wheelhouse alone" in first.stdout
+        assert "Not trying the wheelhouse offline" not in first.stdout
+
+
+def test_failed_build_leaves_nothing(tmp_path):
+    """A build that breaks half-way leaves no release directory and no partial one."""
+    source = tmp_path / "app"
+    shutil.copytree(APP, source, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info", "build", "dist"))
+    pyproject = source / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text().replace('"Django>=5.2,<5.3",', '"Django>=5.2,<5.3", "not a requirement!",'))
+    build_dir = tmp_path / "build"
+    proc = run(["ansible-playbook", "playbooks/build.yml", "-e", f"app_build_dir={build_dir}",
+                "-e", f"app_build_source={source}"], timeout=600)
+    assert proc.returncode != 0, proc.stdout
+    assert "Build the app's wheel" in proc.stdout and "Remove the failed build" in proc.stdout, proc.stdout
+    assert sorted(p.name for p in build_dir.iterdir()) == [], list(build_dir.iterdir())

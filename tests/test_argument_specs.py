@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from helpers import recap, run
+from helpers import ROOT, recap, run
 
 GOOD_COMMON = {
     "common_admin_users": [{"name": "ops", "ssh_keys": ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGoodKeyForTests ops"]}],
@@ -18,6 +18,23 @@ GOOD_APP = {"app_secret_key": "s" * 10 + "ecret-key-for-tests-0123456789abcdef",
             "app_db_password": "d" * 20, "app_redis_password": "r" * 20, "app_release_id": "1.0.0-000000000000"}
 
 GOOD_REDIS = {"redis_admin_password": "a" * 20, "redis_app_password": "b" * 20}
+
+# Any controller file stands in for a certificate: validation only checks it exists.
+_SOME_FILE = str(ROOT / "ansible.cfg")
+GOOD_POSTGRESQL = {
+    "postgresql_replication_role": "primary",
+    "postgresql_app_password": "c" * 20,
+    "postgresql_replication_password": "d" * 20,
+    "postgresql_listen_address": "192.0.2.21",
+    "postgresql_tls_cert_src": _SOME_FILE, "postgresql_tls_key_src": _SOME_FILE, "postgresql_tls_ca_src": _SOME_FILE,
+}
+GOOD_PGBACKREST = {"pgbackrest_cipher_pass": "e" * 24, "pgbackrest_tls_cert_src": _SOME_FILE,
+                   "pgbackrest_tls_key_src": _SOME_FILE, "pgbackrest_tls_ca_src": _SOME_FILE}
+
+
+def _without(good, name):
+    return {k: v for k, v in good.items() if k != name}
+
 
 CASES = [
     # (role, variables, text the error must contain)
@@ -40,6 +57,19 @@ CASES = [
     ("app", {k: v for k, v in GOOD_APP.items() if k != "app_secret_key"}, "missing required arguments: app_secret_key"),
     ("app", {**GOOD_APP, "app_release_id": "0.0.0-notbuilt"}, "app_release_id '0.0.0-notbuilt' is not a built release"),
     ("app", {**GOOD_APP, "app_cache_backend": "redis", "app_redis_password": ""}, "app_redis_password is required"),
+    ("postgresql", {**GOOD_POSTGRESQL, "postgresql_replication_role": "leader"}, "postgresql_replication_role"),
+    ("postgresql", _without(GOOD_POSTGRESQL, "postgresql_app_password"),
+     "missing required arguments: postgresql_app_password"),
+    ("postgresql", _without(GOOD_POSTGRESQL, "postgresql_replication_password"),
+     "missing required arguments: postgresql_replication_password"),
+    # The harness's inventory has no db_primary group: a replica there has no primary.
+    ("postgresql", {**GOOD_POSTGRESQL, "postgresql_replication_role": "replica"}, "postgresql_primary_host"),
+    ("postgresql", {**GOOD_POSTGRESQL, "postgresql_app_password": "short"},
+     "postgresql_app_password, postgresql_replication_password"),
+    ("postgresql", {**GOOD_POSTGRESQL, "postgresql_tls_cert_src": "/nonexistent/db1.crt"}, "postgresql_tls_cert_src"),
+    ("pgbackrest", _without(GOOD_PGBACKREST, "pgbackrest_cipher_pass"), "missing required arguments: pgbackrest_cipher_pass"),
+    # No `backup` group in the harness's inventory: no repository host.
+    ("pgbackrest", GOOD_PGBACKREST, "pgbackrest_repo_host"),
 ]
 
 

@@ -8,18 +8,18 @@
 # Prints Markdown table rows for bench/RESULTS.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export PATH="$PWD/.venv/bin:$PATH" ANSIBLE_CONFIG="$PWD/ansible.cfg"
+export PATH="$PWD/.venv/bin:$PATH" ANSIBLE_CONFIG="$PWD/ansible.cfg" ANSIBLE_DEPRECATION_WARNINGS=false
 seconds=${BENCH_SECONDS:-15}
 conns=${BENCH_CONNECTIONS:-32}
 log="$PWD/.lab/bench-app"
 mkdir -p "$log"
 
-addr() { ansible "$1" -m ansible.builtin.debug -a var=ansible_host -o | sed 's/.*"ansible_host": "\([^"]*\)".*/\1/'; }
+addr() { ansible "$1" -m ansible.builtin.debug -a var=ansible_host -o 2>/dev/null | sed 's/.*"ansible_host": "\([^"]*\)".*/\1/'; }
 
 wrk_row() {  # label, host, path: one wrk run from client1, prints "| label | req/s | p99 |"
   local label=$1 url="http://$(addr "$2"):8000$3"
   ansible client1 -m ansible.builtin.command -a \
-    "wrk -t2 -c$conns -d${seconds}s --latency -H 'Host: localhost' $url" > "$log/$label.log"
+    "wrk -t2 -c$conns -d${seconds}s --latency -H 'Host: localhost' $url" > "$log/$label.log" 2>&1
   python3 - "$label" "$log/$label.log" <<'PY'
 import re, sys
 text = open(sys.argv[2]).read()
@@ -35,6 +35,6 @@ echo "|---|---|---|---|"
 wrk_row "/ from app1, gunicorn gthread" app1 /
 wrk_row "/ from app2, uvicorn" app2 /
 wrk_row "/status from app1, Redis cache" app1 /status
-ansible-playbook playbooks/app.yml -e app_cache_backend=memcached > "$log/to-memcached.log"
+ansible-playbook playbooks/app.yml -e app_cache_backend=memcached > "$log/to-memcached.log" 2>&1
 wrk_row "/status from app1, memcached" app1 /status
-ansible-playbook playbooks/app.yml > "$log/to-redis.log"
+ansible-playbook playbooks/app.yml > "$log/to-redis.log" 2>&1

@@ -161,3 +161,20 @@ def test_good_input_passes_validation(tmp_path):
     proc = run(["ansible-playbook", "-i", str(tmp_path / "inventory.ini"), "-e", f"@{tmp_path / 'vars.json'}",
                 str(tmp_path / "play.yml")])
     assert recap(proc.stdout)["target"]["unreachable"] == 1, proc.stdout
+
+
+@pytest.mark.parametrize("variables,expected", [
+    ({"opendkim_domains": _dkim_domains(1024)}, "the key of example.test has 1024 bits"),
+    ({"opendkim_domains": _dkim_domains(2048), "postfix_bind_address": "0.0.0.0"}, "postfix_bind_address"),
+], ids=["dkim-key-1024", "postfix-after-good-dkim"])
+def test_mail_playbook_checks_every_role_before_any_change(tmp_path, variables, expected):
+    """playbooks/mail.yml checks both roles' input before either touches the host."""
+    (tmp_path / "inventory.ini").write_text(
+        "[mail]\ntarget ansible_host=127.0.0.1 ansible_port=9 ansible_connection=ssh ansible_user=nobody\n")
+    (tmp_path / "vars.json").write_text(json.dumps(variables))
+    proc = run(["ansible-playbook", "-i", str(tmp_path / "inventory.ini"), "-e", f"@{tmp_path / 'vars.json'}",
+                str(ROOT / "playbooks" / "mail.yml")])
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and expected in output, output
+    counts = recap(proc.stdout)["target"]
+    assert counts["failed"] == 1 and counts["changed"] == 0 and counts["unreachable"] == 0, output

@@ -4,8 +4,11 @@ The role runs against a host that cannot be reached: if validation let bad input
 through, the first real task would report the host unreachable instead.
 """
 import json
+from functools import lru_cache
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from helpers import ROOT, recap, run
 
@@ -30,6 +33,20 @@ GOOD_POSTGRESQL = {
 }
 GOOD_PGBACKREST = {"pgbackrest_cipher_pass": "e" * 24, "pgbackrest_tls_cert_src": _SOME_FILE,
                    "pgbackrest_tls_key_src": _SOME_FILE, "pgbackrest_tls_ca_src": _SOME_FILE}
+
+
+
+
+@lru_cache(maxsize=None)
+def _rsa_pem(bits):
+    """A throw-away RSA key made at test time (never a committed private key)."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption()).decode()
+
+
+def _dkim_domains(bits=2048, **item):
+    return [{"name": "example.test", "selector": "mail2026", "private_key": _rsa_pem(bits), **item}]
 
 
 def _without(good, name):
@@ -70,6 +87,22 @@ CASES = [
     ("pgbackrest", _without(GOOD_PGBACKREST, "pgbackrest_cipher_pass"), "missing required arguments: pgbackrest_cipher_pass"),
     # No `backup` group in the harness's inventory: no repository host.
     ("pgbackrest", GOOD_PGBACKREST, "pgbackrest_repo_host"),
+    ("postfix", {"postfix_bind_address": "0.0.0.0"}, "postfix_bind_address"),
+    ("postfix", {"postfix_relay_client_networks": ["0.0.0.0/0"]}, "postfix_relay_client_networks"),
+    ("postfix", {"postfix_smtpd_tls_security_level": "none"}, "postfix_smtpd_tls_security_level"),
+    ("postfix", {"postfix_message_size_limit": "huge"}, "postfix_message_size_limit"),
+    ("postfix", {"postfix_tls_cert_src": _SOME_FILE}, "postfix_tls_cert_src and postfix_tls_key_src"),
+    ("postfix", {"postfix_transport_override": "sink.example"}, "postfix_transport_override"),
+    # DKIM: no domain at all, a domain without a name, an empty list, a key below
+    # 2048 bits, something that is not a key, a malformed selector.
+    ("opendkim", {}, "missing required arguments: opendkim_domains"),
+    ("opendkim", {"opendkim_domains": [{"selector": "mail2026", "private_key": "x"}]}, "missing required arguments: name"),
+    ("opendkim", {"opendkim_domains": []}, "opendkim_domains must list at least one signing domain"),
+    ("opendkim", {"opendkim_domains": _dkim_domains(1024)}, "the key of example.test has 1024 bits"),
+    ("opendkim", {"opendkim_domains": _dkim_domains(private_key="not a key")},
+     "the private_key of example.test is not a readable private key"),
+    ("opendkim", {"opendkim_domains": _dkim_domains(selector="Mail 2026")}, "with a selector of lowercase letters"),
+    ("opendkim", {"opendkim_domains": _dkim_domains(), "opendkim_dmarc_policy": "none"}, "opendkim_dmarc_policy"),
 ]
 
 
@@ -89,6 +122,36 @@ def test_bad_input_fails_before_any_change(tmp_path, role, variables, expected):
     assert counts["failed"] == 1 and counts["changed"] == 0 and counts["unreachable"] == 0, output
 
 
+def test_no_key_material_in_the_output_of_a_refused_key(tmp_path):
+    """The 1024-bit case fails naming the size, and the key itself never shows."""
+    key = _rsa_pem(1024)
+    (tmp_path / "inventory.ini").write_text(
+        "target ansible_host=127.0.0.1 ansible_port=9 ansible_connection=ssh ansible_user=nobody\n")
+    (tmp_path / "vars.json").write_text(json.dumps({"opendkim_domains": _dkim_domains(1024)}))
+    (tmp_path / "play.yml").write_text("- hosts: target\n  gather_facts: false\n  roles:\n    - role: opendkim\n")
+    proc = run(["ansible-playbook", "-v", "-i", str(tmp_path / "inventory.ini"), "-e", f"@{tmp_path / 'vars.json'}",
+                str(tmp_path / "play.yml")])
+    output = proc.stdout + proc.stderr
+    assert "1024 bits" in output, output
+    body = "".join(key.strip().splitlines()[1:-1])
+    assert "PRIVATE KEY" not in output and not any(body[i:i + 40] in output.replace("\n", "") for i in range(0, len(body) - 40, 40))
+
+
+@pytest.mark.parametrize("role,variables", [
+    ("opendkim", {"opendkim_domains": _dkim_domains(2048)}),
+    ("postfix", {}),
+], ids=["opendkim", "postfix"])
+def test_good_mail_input_passes_validation(tmp_path, role, variables):
+    """Valid mail-tier input gets past validation (to the unreachable host)."""
+    (tmp_path / "inventory.ini").write_text(
+        "target ansible_host=127.0.0.1 ansible_port=9 ansible_connection=ssh ansible_user=nobody\n")
+    (tmp_path / "vars.json").write_text(json.dumps(variables))
+    (tmp_path / "play.yml").write_text(f"- hosts: target\n  gather_facts: false\n  roles:\n    - role: {role}\n")
+    proc = run(["ansible-playbook", "-i", str(tmp_path / "inventory.ini"), "-e", f"@{tmp_path / 'vars.json'}",
+                str(tmp_path / "play.yml")])
+    assert recap(proc.stdout)["target"]["unreachable"] == 1, proc.stdout
+
+
 def test_good_input_passes_validation(tmp_path):
     """The same harness with valid input gets past validation (to the unreachable host)."""
     (tmp_path / "inventory.ini").write_text(
@@ -98,3 +161,20 @@ def test_good_input_passes_validation(tmp_path):
     proc = run(["ansible-playbook", "-i", str(tmp_path / "inventory.ini"), "-e", f"@{tmp_path / 'vars.json'}",
                 str(tmp_path / "play.yml")])
     assert recap(proc.stdout)["target"]["unreachable"] == 1, proc.stdout
+
+
+@pytest.mark.parametrize("variables,expected", [
+    ({"opendkim_domains": _dkim_domains(1024)}, "the key of example.test has 1024 bits"),
+    ({"opendkim_domains": _dkim_domains(2048), "postfix_bind_address": "0.0.0.0"}, "postfix_bind_address"),
+], ids=["dkim-key-1024", "postfix-after-good-dkim"])
+def test_mail_playbook_checks_every_role_before_any_change(tmp_path, variables, expected):
+    """playbooks/mail.yml checks both roles' input before either touches the host."""
+    (tmp_path / "inventory.ini").write_text(
+        "[mail]\ntarget ansible_host=127.0.0.1 ansible_port=9 ansible_connection=ssh ansible_user=nobody\n")
+    (tmp_path / "vars.json").write_text(json.dumps(variables))
+    proc = run(["ansible-playbook", "-i", str(tmp_path / "inventory.ini"), "-e", f"@{tmp_path / 'vars.json'}",
+                str(ROOT / "playbooks" / "mail.yml")])
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and expected in output, output
+    counts = recap(proc.stdout)["target"]
+    assert counts["failed"] == 1 and counts["changed"] == 0 and counts["unreachable"] == 0, output

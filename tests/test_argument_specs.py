@@ -31,6 +31,10 @@ GOOD_POSTGRESQL = {
 GOOD_PGBACKREST = {"pgbackrest_cipher_pass": "e" * 24, "pgbackrest_tls_cert_src": _SOME_FILE,
                    "pgbackrest_tls_key_src": _SOME_FILE, "pgbackrest_tls_ca_src": _SOME_FILE}
 
+GOOD_NGINX = {"nginx_tls_cert_src": _SOME_FILE, "nginx_tls_key_src": _SOME_FILE}
+GOOD_VARNISH = {"varnish_backends": [{"name": "app1", "host": "192.0.2.11", "port": 8000}],
+                "varnish_purge_listen_address": "192.0.2.10"}
+
 
 def _without(good, name):
     return {k: v for k, v in good.items() if k != name}
@@ -70,6 +74,23 @@ CASES = [
     ("pgbackrest", _without(GOOD_PGBACKREST, "pgbackrest_cipher_pass"), "missing required arguments: pgbackrest_cipher_pass"),
     # No `backup` group in the harness's inventory: no repository host.
     ("pgbackrest", GOOD_PGBACKREST, "pgbackrest_repo_host"),
+    ("nginx", {}, "With nginx_tls_source file, nginx_tls_cert_src"),
+    ("nginx", {**GOOD_NGINX, "nginx_tls_key_src": "/nonexistent/edge1.key"}, "nginx_tls_key_src"),
+    ("nginx", {**GOOD_NGINX, "nginx_tls_protocols": ["TLSv1.1", "TLSv1.2"]}, "nginx_tls_protocols"),
+    ("nginx", {**GOOD_NGINX, "nginx_tls_protocols": []}, "nginx_tls_protocols at least one"),
+    ("nginx", {**GOOD_NGINX, "nginx_tls_source": "letsencrypt"}, "nginx_tls_source"),
+    ("nginx", {"nginx_tls_source": "acme"}, "nginx_acme_email"),
+    ("nginx", {**GOOD_NGINX, "nginx_allowed_methods": ["GET", "PURGE"]}, "without PURGE or BAN"),
+    ("nginx", {**GOOD_NGINX, "nginx_client_max_body_size": "ten megabytes"}, "nginx_client_max_body_size"),
+    # The harness's inventory has no `app` group: no backends.
+    ("varnish", {}, "varnish_backends is empty"),
+    ("varnish", {**GOOD_VARNISH, "varnish_backends": []}, "varnish_backends is empty"),
+    ("varnish", {**GOOD_VARNISH, "varnish_backends": [{"host": "192.0.2.11"}]}, "name"),
+    ("varnish", {**GOOD_VARNISH, "varnish_storage_size": "lots"}, "varnish_storage_size"),
+    ("varnish", {**GOOD_VARNISH, "varnish_storage_percent": "half"}, "varnish_storage_percent"),
+    ("varnish", {**GOOD_VARNISH, "varnish_purge_allowed": ["0.0.0.0/0"]}, "varnish_purge_allowed"),
+    ("varnish", {**GOOD_VARNISH, "varnish_backends": [{"name": "std", "host": "192.0.2.11"}]}, "must be distinct and not one of"),
+    ("varnish", {**GOOD_VARNISH, "varnish_grace": "six hours"}, "durations such as"),
 ]
 
 
@@ -89,12 +110,13 @@ def test_bad_input_fails_before_any_change(tmp_path, role, variables, expected):
     assert counts["failed"] == 1 and counts["changed"] == 0 and counts["unreachable"] == 0, output
 
 
-def test_good_input_passes_validation(tmp_path):
+@pytest.mark.parametrize("role,variables", [("common", GOOD_COMMON), ("nginx", GOOD_NGINX), ("varnish", GOOD_VARNISH)])
+def test_good_input_passes_validation(tmp_path, role, variables):
     """The same harness with valid input gets past validation (to the unreachable host)."""
     (tmp_path / "inventory.ini").write_text(
         "target ansible_host=127.0.0.1 ansible_port=9 ansible_connection=ssh ansible_user=nobody\n")
-    (tmp_path / "vars.json").write_text(json.dumps(GOOD_COMMON))
-    (tmp_path / "play.yml").write_text("- hosts: target\n  gather_facts: false\n  roles:\n    - role: common\n")
+    (tmp_path / "vars.json").write_text(json.dumps(variables))
+    (tmp_path / "play.yml").write_text(f"- hosts: target\n  gather_facts: false\n  roles:\n    - role: {role}\n")
     proc = run(["ansible-playbook", "-i", str(tmp_path / "inventory.ini"), "-e", f"@{tmp_path / 'vars.json'}",
                 str(tmp_path / "play.yml")])
     assert recap(proc.stdout)["target"]["unreachable"] == 1, proc.stdout

@@ -27,7 +27,17 @@ STANDIN = "edge-standin"
 
 
 def _hosts(group):
-    return testinfra.get_hosts([f"ansible://{group}"], ansible_inventory=INVENTORY, force_ansible=True)
+    """The group's hosts. Commands go straight through `docker exec` (molecule's docker
+    driver names each container after its inventory host): much faster than one ad-hoc
+    ansible run per command, and these tests run hundreds of commands."""
+    hosts = testinfra.get_hosts([f"ansible://{group}"], ansible_inventory=INVENTORY, force_ansible=True)
+    fast = []
+    for host in hosts:
+        name = host.backend.host
+        docker = testinfra.get_host(f"docker://{name}")
+        docker.inventory_name = name
+        fast.append(docker)
+    return fast
 
 
 def _address(host):
@@ -131,7 +141,7 @@ def test_tls_1_2_and_1_3_accepted_1_1_refused(client, address):
         out = client.run(f"openssl s_client {flag} -connect {address}:443 -servername {SITE} -CAfile {CA} "
                          "-verify_return_error </dev/null 2>&1")
         assert out.rc == 0, out.stdout
-        assert re.search(rf"Protocol\s*:\s*{re.escape(proto)}", out.stdout), out.stdout
+        assert re.search(rf"^New, {re.escape(proto)}, Cipher is ", out.stdout, re.M), out.stdout
         assert "Verify return code: 0 (ok)" in out.stdout
     # The client must be allowed to try TLS 1.1 (OpenSSL 3 refuses it at its default
     # security level): then it is the server that says no.
@@ -160,7 +170,7 @@ def test_hsts_and_security_headers_on_every_response(client, address):
         assert one(headers, "x-content-type-options") == "nosniff"
         # The stand-in sends SAMEORIGIN itself (as Django does): the edge's value, once.
         assert one(headers, "x-frame-options") == "DENY"
-        assert one(headers, "referrer-policy") == "strict-origin-when-cross-origin"
+        assert one(headers, "referrer-policy") == "same-origin"
         assert "server" not in headers or headers["server"] == ["nginx"]
         assert "x-varnish" not in headers and "via" not in headers
 
@@ -305,7 +315,7 @@ def test_backends_from_the_app_group_with_probes(edge, apps):
     out = edge.check_output("varnishadm backend.list")
     names = sorted(line.split()[0].split(".", 1)[1] for line in out.splitlines()[1:] if line.strip())
     # Named after the inventory hosts, made VCL names.
-    want = sorted(re.sub(r"[^A-Za-z0-9_]", "_", h.backend.host) for h in apps.values())
+    want = sorted(re.sub(r"[^A-Za-z0-9_]", "_", h.inventory_name) for h in apps.values())
     assert names == sorted(want + ["app_director"]), out
     vcl = edge.file("/etc/varnish/default.vcl").content_string
     assert '"GET /healthz HTTP/1.1"' in vcl and f'"Host: {SITE}"' in vcl
@@ -360,7 +370,7 @@ def test_broken_nginx_config_is_rejected_and_nginx_keeps_serving(client, address
 
 def test_admin_hook_takes_a_backend_out_and_puts_it_back(client, address, edge, apps):
     target_hostname, target_host = sorted(apps.items())[0]
-    target = target_host.backend.host  # the inventory name
+    target = target_host.inventory_name
     other = next(name for name in apps if name != target_hostname)
     try:
         proc = playbook(str(SCENARIO / "edge_backend.yml"), "-e", f"edge_target={target}", "-e", "edge_backend_health=sick")

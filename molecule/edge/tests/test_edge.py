@@ -283,6 +283,11 @@ def test_purge_and_ban_from_an_app_host_evict(client, address, apps):
     out = app.check_output(f"curl -s -o /dev/null -w '%{{http_code}}' -X PURGE -H 'Host: {SITE}' 'http://{address}:6081{path}'")
     assert out == "200"
     assert one(fetch(client, address, path)[1], "x-cache") == "MISS"
+    # Addressed by IP only (Host: <address>:6081): the same page.
+    assert one(fetch(client, address, path)[1], "x-cache") == "HIT"
+    out = app.check_output(f"curl -s -o /dev/null -w '%{{http_code}}' -X PURGE 'http://{address}:6081{path}'")
+    assert out == "200"
+    assert one(fetch(client, address, path)[1], "x-cache") == "MISS"
     # BAN: every URL matching the regular expression.
     tag = uuid.uuid4().hex
     paths = [f"/?ban={tag}&n={n}" for n in range(3)]
@@ -304,6 +309,10 @@ def test_varnish_secret_and_listeners(edge, address):
     local = {line.split()[3] for line in listening}
     assert {"127.0.0.1:6081", f"{address}:6081", "127.0.0.1:6082"} <= local
     assert "0.0.0.0:6081" not in local and "0.0.0.0:6082" not in local
+    # Debian's sandbox of the unit is kept (the drop-in replaces only the command line);
+    # it needs no container exception.
+    assert edge.check_output("systemctl show -p ProtectSystem --value varnish") == "full"
+    assert edge.check_output("systemctl show -p PrivateDevices --value varnish") == "yes"
     # Cache memory from the host's RAM: 1% (converge.yml) of MemTotal.
     mem_mb = int(edge.check_output("awk '/^MemTotal/ {print $2}' /proc/meminfo")) // 1024
     cmdline = edge.check_output("systemctl show -p ExecStart --value varnish")

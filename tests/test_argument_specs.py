@@ -34,7 +34,9 @@ GOOD_POSTGRESQL = {
 GOOD_PGBACKREST = {"pgbackrest_cipher_pass": "e" * 24, "pgbackrest_tls_cert_src": _SOME_FILE,
                    "pgbackrest_tls_key_src": _SOME_FILE, "pgbackrest_tls_ca_src": _SOME_FILE}
 
-
+GOOD_NGINX = {"nginx_tls_cert_src": _SOME_FILE, "nginx_tls_key_src": _SOME_FILE}
+GOOD_VARNISH = {"varnish_backends": [{"name": "app1", "host": "192.0.2.11", "port": 8000}],
+                "varnish_purge_listen_address": "192.0.2.10"}
 
 
 @lru_cache(maxsize=None)
@@ -103,6 +105,23 @@ CASES = [
      "the private_key of example.test is not a readable private key"),
     ("opendkim", {"opendkim_domains": _dkim_domains(selector="Mail 2026")}, "with a selector of lowercase letters"),
     ("opendkim", {"opendkim_domains": _dkim_domains(), "opendkim_dmarc_policy": "none"}, "opendkim_dmarc_policy"),
+    ("nginx", {}, "With nginx_tls_source file, nginx_tls_cert_src"),
+    ("nginx", {**GOOD_NGINX, "nginx_tls_key_src": "/nonexistent/edge1.key"}, "nginx_tls_key_src"),
+    ("nginx", {**GOOD_NGINX, "nginx_tls_protocols": ["TLSv1.1", "TLSv1.2"]}, "nginx_tls_protocols"),
+    ("nginx", {**GOOD_NGINX, "nginx_tls_protocols": []}, "nginx_tls_protocols at least one"),
+    ("nginx", {**GOOD_NGINX, "nginx_tls_source": "letsencrypt"}, "nginx_tls_source"),
+    ("nginx", {"nginx_tls_source": "acme"}, "nginx_acme_email"),
+    ("nginx", {**GOOD_NGINX, "nginx_allowed_methods": ["GET", "PURGE"]}, "without PURGE or BAN"),
+    ("nginx", {**GOOD_NGINX, "nginx_client_max_body_size": "ten megabytes"}, "nginx_client_max_body_size"),
+    # The harness's inventory has no `app` group: no backends.
+    ("varnish", {}, "varnish_backends is empty"),
+    ("varnish", {**GOOD_VARNISH, "varnish_backends": []}, "varnish_backends is empty"),
+    ("varnish", {**GOOD_VARNISH, "varnish_backends": [{"host": "192.0.2.11"}]}, "name"),
+    ("varnish", {**GOOD_VARNISH, "varnish_storage_size": "lots"}, "varnish_storage_size"),
+    ("varnish", {**GOOD_VARNISH, "varnish_storage_percent": "half"}, "varnish_storage_percent"),
+    ("varnish", {**GOOD_VARNISH, "varnish_purge_allowed": ["0.0.0.0/0"]}, "varnish_purge_allowed"),
+    ("varnish", {**GOOD_VARNISH, "varnish_backends": [{"name": "std", "host": "192.0.2.11"}]}, "must be distinct and not one of"),
+    ("varnish", {**GOOD_VARNISH, "varnish_grace": "six hours"}, "durations such as"),
 ]
 
 
@@ -138,26 +157,15 @@ def test_no_key_material_in_the_output_of_a_refused_key(tmp_path):
 
 
 @pytest.mark.parametrize("role,variables", [
-    ("opendkim", {"opendkim_domains": _dkim_domains(2048)}),
-    ("postfix", {}),
-], ids=["opendkim", "postfix"])
-def test_good_mail_input_passes_validation(tmp_path, role, variables):
-    """Valid mail-tier input gets past validation (to the unreachable host)."""
+    ("common", GOOD_COMMON), ("nginx", GOOD_NGINX), ("varnish", GOOD_VARNISH),
+    ("opendkim", {"opendkim_domains": _dkim_domains(2048)}), ("postfix", {}),
+], ids=["common", "nginx", "varnish", "opendkim", "postfix"])
+def test_good_input_passes_validation(tmp_path, role, variables):
+    """The same harness with valid input gets past validation (to the unreachable host)."""
     (tmp_path / "inventory.ini").write_text(
         "target ansible_host=127.0.0.1 ansible_port=9 ansible_connection=ssh ansible_user=nobody\n")
     (tmp_path / "vars.json").write_text(json.dumps(variables))
     (tmp_path / "play.yml").write_text(f"- hosts: target\n  gather_facts: false\n  roles:\n    - role: {role}\n")
-    proc = run(["ansible-playbook", "-i", str(tmp_path / "inventory.ini"), "-e", f"@{tmp_path / 'vars.json'}",
-                str(tmp_path / "play.yml")])
-    assert recap(proc.stdout)["target"]["unreachable"] == 1, proc.stdout
-
-
-def test_good_input_passes_validation(tmp_path):
-    """The same harness with valid input gets past validation (to the unreachable host)."""
-    (tmp_path / "inventory.ini").write_text(
-        "target ansible_host=127.0.0.1 ansible_port=9 ansible_connection=ssh ansible_user=nobody\n")
-    (tmp_path / "vars.json").write_text(json.dumps(GOOD_COMMON))
-    (tmp_path / "play.yml").write_text("- hosts: target\n  gather_facts: false\n  roles:\n    - role: common\n")
     proc = run(["ansible-playbook", "-i", str(tmp_path / "inventory.ini"), "-e", f"@{tmp_path / 'vars.json'}",
                 str(tmp_path / "play.yml")])
     assert recap(proc.stdout)["target"]["unreachable"] == 1, proc.stdout

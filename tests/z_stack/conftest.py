@@ -1,9 +1,13 @@
 """A whole lab of its own (names and subnet apart from the default lab), converged with site.yml.
 
 STACK_LAB_NAME / STACK_LAB_NET choose them; KEEP_STACK=1 keeps the lab afterwards.
+STACK_REUSE=1 (development only) runs the checks against a kept lab without converging it
+again; the tests that inspect the playbook runs then fail.
 """
 import json
 import os
+import re
+import shlex
 
 import pytest
 import testinfra
@@ -47,6 +51,9 @@ class Stack:
 @pytest.fixture(scope="session")
 def stack():
     s = Stack()
+    if os.environ.get("STACK_REUSE") == "1":
+        yield s
+        return
     try:
         s.playbook("lab", "playbooks/lab.yml")
         s.playbook("converge", "site.yml")
@@ -59,3 +66,49 @@ def stack():
 
 
 
+
+
+SITE = "www.djstack.test"
+CA_ON_CLIENT = "/tmp/djstack-edge-ca.crt"
+USER, PASSWORD = "edge-visitor", "edge-visitor-password-not-a-secret"
+
+
+@pytest.fixture(scope="module")
+def visitor(stack):
+    """curl on client1 against https://SITE/ at edge1's address, verifying the lab CA.
+    request(path or URL, *curl args, jar=cookie jar) -> (status, headers (lower-case names), body)."""
+    ca = ROOT / ".lab" / "pki" / STACK_LAB_NAME / "ca.crt"
+    run(["ansible", "client1", "-m", "ansible.builtin.copy", "-a", f"src={ca} dest={CA_ON_CLIENT} mode=0644"],
+        env=STACK_ENV, check=True)
+    client, edge = stack.host("client1"), stack.addresses()["edge1"]
+
+    def request(path, *args, jar=None):
+        url = path if path.startswith("http") else f"https://{SITE}{path}"
+        cookies = f"-b {jar} -c {jar}" if jar else ""
+        out = client.check_output(
+            f"curl -sS -m 15 --cacert {CA_ON_CLIENT} --resolve {SITE}:443:{edge} --resolve {SITE}:80:{edge} "
+            f"{cookies} -D /tmp/edge-h -o /tmp/edge-b -w '%{{http_code}}' {' '.join(args)} {shlex.quote(url)}"
+            "; echo; cat /tmp/edge-h; echo; cat /tmp/edge-b")
+        code, _, rest = out.partition("\n")
+        head, _, body = rest.partition("\r\n\r\n")
+        headers = {}
+        for line in head.splitlines()[1:]:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        return int(code), headers, body
+    return request
+
+
+@pytest.fixture(scope="module")
+def app_user(stack):
+    """A real user of the app (made with the app's own management command on app1); its name."""
+    script = ("from django.contrib.auth import get_user_model; U = get_user_model(); "
+              f"u = U.objects.filter(username='{USER}').first() or U(username='{USER}', email='{USER}@example.test'); "
+              f"u.set_password('{PASSWORD}'); u.save()")
+    stack.host("app1").check_output(f"sudo /usr/local/sbin/djdemo-manage shell -c {shlex.quote(script)}")
+    return USER
+
+
+def csrf_token(form):
+    """Django's CSRF token from a rendered form."""
+    return re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form).group(1)

@@ -11,11 +11,11 @@ import hashlib
 import os
 import re
 import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
 
-import dkim
 import pytest
 import testinfra
 import yaml
@@ -38,6 +38,9 @@ ZONE_FILE = EPHEMERAL / "dns" / f"{DOMAIN}.zone"
 CA = EPHEMERAL / "pki" / "ca.crt"
 INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
 SINK_MAILDIR = "/var/mail/sink/Maildir"
+
+sys.path.insert(0, str(ROOT / "tests"))
+import dkimzone  # noqa: E402  (the project's shared test helpers)
 HOST_KEY = f"/etc/dkimkeys/{DOMAIN}.{SELECTOR}.private"
 
 
@@ -130,32 +133,11 @@ def sink_message(client, subject, timeout=60):
 
 
 def zone_records():
-    """{owner name: TXT text} from the generated DNS file (the strings of a record joined)."""
-    records = {}
-    for line in ZONE_FILE.read_text().splitlines():
-        if not line.strip() or line.startswith(";"):
-            continue
-        owner, _ttl, _cls, rtype, rest = line.split(None, 4)
-        assert rtype == "TXT", line
-        records[owner.rstrip(".").lower()] = "".join(re.findall(r'"([^"]*)"', rest))
-    return records
-
-
-def dns_from_zone(name, timeout=5):
-    """dkimpy's DNS lookup, answered from the generated DNS file."""
-    key = (name.decode() if isinstance(name, bytes) else name).rstrip(".").lower()
-    value = zone_records().get(key)
-    return value.encode() if value is not None else None
+    return dkimzone.zone_records(ZONE_FILE)
 
 
 def verify_dkim(raw):
-    """(verified?, the verifier): the signature checked against the generated DNS file, 2048+ bits required."""
-    signer = dkim.DKIM(raw, minkey=2048)
-    try:
-        ok = signer.verify(dnsfunc=dns_from_zone)
-    except dkim.ValidationError:
-        ok = False
-    return ok, signer
+    return dkimzone.verify_dkim(raw, ZONE_FILE)
 
 
 # --- configuration checks ----------------------------------------------------------

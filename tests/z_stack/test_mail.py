@@ -1,0 +1,48 @@
+"""Mail in the whole lab: the demo app's password reset, requested through the edge like a
+visitor would, leaves through the relay signed with DKIM and lands in the lab's sink."""
+import base64
+import email
+import shlex
+import sys
+import time
+
+from conftest import SITE, csrf_token
+from helpers import ROOT
+
+sys.path.insert(0, str(ROOT / "tests"))
+from dkimzone import verify_dkim  # noqa: E402
+
+ZONE_FILE = ROOT / "build" / "dns" / "lab" / "djstack.test.zone"
+SINK = "/var/mail/sink/Maildir"
+
+
+def test_password_reset_mail_arrives_with_a_valid_dkim_signature(stack, visitor, app_user):
+    jar = "/tmp/reset-jar"
+    client = stack.host("client1")
+    client.run(f"rm -f {jar}")
+    code, _, form = visitor("/accounts/password_reset/", jar=jar)
+    assert code == 200, form[:500]
+    code, headers, body = visitor("/accounts/password_reset/",
+                                  "-H", shlex.quote(f"Referer: https://{SITE}/accounts/password_reset/"),
+                                  "--data-urlencode", shlex.quote(f"csrfmiddlewaretoken={csrf_token(form)}"),
+                                  "--data-urlencode", shlex.quote(f"email={app_user}@example.test"), jar=jar)
+    assert code == 302, (headers, body[:500])
+    deadline, found = time.time() + 60, None
+    while time.time() < deadline and not found:
+        out = client.run(f"sudo grep -rl 'To: {app_user}@example.test' {SINK}/new {SINK}/cur")
+        found = out.stdout.split()[-1] if out.rc == 0 and out.stdout.strip() else None
+        time.sleep(1)
+    assert found, "the password-reset mail did not reach the sink"
+    raw = base64.b64decode(client.check_output(f"sudo base64 -w0 {found}"))
+    message = email.message_from_bytes(raw)
+    assert message["From"] == "noreply@djstack.test"
+    assert f"https://{SITE}/accounts/reset/" in message.get_payload(decode=True).decode()
+    ok, signer = verify_dkim(raw, ZONE_FILE)
+    assert ok, raw.decode(errors="replace")[:2000]
+    assert signer.keysize >= 2048
+    assert dict(signer.signature_fields)[b"d"] == b"djstack.test"
+
+
+def test_the_client_host_cannot_use_the_relay(stack):
+    probe = stack.host("client1").run(f"nc -z -w 3 {stack.addresses()['mail1']} 25")
+    assert probe.rc != 0, "the relay's SMTP port answers the client host"

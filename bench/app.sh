@@ -8,27 +8,14 @@
 # Prints Markdown table rows for bench/RESULTS.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export PATH="$PWD/.venv/bin:$PATH" ANSIBLE_CONFIG="$PWD/ansible.cfg" ANSIBLE_DEPRECATION_WARNINGS=false
 seconds=${BENCH_SECONDS:-15}
 conns=${BENCH_CONNECTIONS:-32}
 log="$PWD/.lab/bench-app"
 mkdir -p "$log"
 
-addr() { ansible "$1" -m ansible.builtin.debug -a var=ansible_host -o 2>/dev/null | sed 's/.*"ansible_host": "\([^"]*\)".*/\1/'; }
-
-wrk_row() {  # label, host, path: one wrk run from client1, prints "| label | req/s | p99 |"
-  local label=$1 url="http://$(addr "$2"):8000$3"
-  ansible client1 -m ansible.builtin.command -a \
-    "wrk -t2 -c$conns -d${seconds}s --latency -H 'Host: localhost' $url" > "$log/$label.log" 2>&1
-  python3 - "$label" "$log/$label.log" <<'PY'
-import re, sys
-text = open(sys.argv[2]).read()
-rps = re.search(r"Requests/sec:\s+([\d.]+)", text).group(1)
-p99 = re.search(r"99%\s+([\d.]+\w+)", text).group(1)
-errors = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
-print(f"| {sys.argv[1]} | {float(rps):.0f} | {p99} | {errors.group(1) if errors else 0} |")
-PY
-}
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+wrk_row() { wrk_run "$1" "http://$(addr "$2"):8000$3" localhost; }  # label, app host, path
 
 echo "| what | requests/s | p99 | non-2xx |"
 echo "|---|---|---|---|"

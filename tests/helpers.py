@@ -10,19 +10,33 @@ ROOT = Path(__file__).resolve().parent.parent
 RECAP = re.compile(
     r"^(?P<host>\S+)\s+: ok=(?P<ok>\d+)\s+changed=(?P<changed>\d+)\s+unreachable=(?P<unreachable>\d+)"
     r"\s+failed=(?P<failed>\d+)", re.M)
+# No single command may eat the suite's budget: a hang fails the test that ran it, naming it.
+DEFAULT_TIMEOUT = 1200
 
 
-def run(args, env=None, check=False, timeout=3600):
-    """Run a command in the repository root; its output is kept for the assertion messages."""
+def run(args, env=None, check=False, timeout=DEFAULT_TIMEOUT):
+    """Run a command in the repository root; its output is kept for the assertion messages.
+    A command still running after `timeout` seconds is killed and fails the test, naming it."""
     full_env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_FORCE_COLOR="0",
                     ANSIBLE_NOCOLOR="1", **(env or {}))
-    proc = subprocess.run(args, cwd=ROOT, env=full_env, text=True, capture_output=True, timeout=timeout)
+    try:
+        proc = subprocess.run(args, cwd=ROOT, env=full_env, text=True, capture_output=True, timeout=timeout)
+    except subprocess.TimeoutExpired as err:
+        out = err.stdout.decode(errors="replace") if isinstance(err.stdout, bytes) else (err.stdout or "")
+        pytest.fail(f"HUNG: {' '.join(map(str, args))} was still running after {timeout} s and was killed; "
+                    f"its last output:\n{out[-8000:]}", pytrace=False)
     if check and proc.returncode != 0:
         pytest.fail(f"{' '.join(map(str, args))} exited {proc.returncode}\n{proc.stdout[-20000:]}\n{proc.stderr[-5000:]}")
     return proc
 
 
-def recap(output):
-    """The PLAY RECAP counters per host."""
-    return {m["host"]: {k: int(v) for k, v in m.groupdict().items() if k != "host"}
-            for m in RECAP.finditer(output)}
+def recap(output, hosts=()):
+    """The PLAY RECAP counters per host. Output with no recap, or without a recap line for each
+    of `hosts`, fails: a check of the counters must never pass on counters it could not read."""
+    counts = {}
+    for m in RECAP.finditer(output):
+        counts[m["host"]] = {k: int(v) for k, v in m.groupdict().items() if k != "host"}
+    assert counts, f"no PLAY RECAP in the output:\n{output[-5000:]}"
+    missing = set(hosts) - set(counts)
+    assert not missing, f"no PLAY RECAP line for {sorted(missing)}:\n{output[-5000:]}"
+    return counts

@@ -25,6 +25,8 @@ def satisfies(version, spec):
 
 def test_bundled_collections_satisfy_requirements_yml():
     declared = yaml.safe_load((ROOT / "requirements.yml").read_text())["collections"]
+    names = [item["name"] for item in declared]
+    assert len(names) == len(set(names)), f"declared more than once: {sorted({n for n in names if names.count(n) > 1})}"
     listing = json.loads(run(["ansible-galaxy", "collection", "list", "--format", "json"], check=True).stdout)
     installed = {}
     for path_collections in listing.values():

@@ -5,23 +5,18 @@ import time
 import pytest
 
 from conftest import MANAGED, STACK_ENV  # noqa: F401  (same stack fixture)
-from helpers import ROOT, run
+from helpers import ROOT
 
 CA_ON_APP = "/tmp/djstack-db-test-ca.crt"
-
-
-def ansible(*args):
-    """An ad-hoc Ansible command against the stack's lab (output not kept with the stack's runs)."""
-    return run(["ansible", *args], env=STACK_ENV, check=True).stdout
 
 
 @pytest.fixture(scope="module")
 def app_psql(stack):
     """psql on app1 with the lab CA, and the app's password (read through Ansible, never printed)."""
-    ansible("app1", "-b", "-m", "ansible.builtin.apt", "-a", "name=postgresql-client state=present")
+    stack.ansible("app1", "-b", "-m", "ansible.builtin.apt", "-a", "name=postgresql-client state=present")
     ca = ROOT / ".lab" / "pki" / STACK_ENV["LAB_NAME"] / "ca.crt"
-    ansible("app1", "-m", "ansible.builtin.copy", "-a", f"src={ca} dest={CA_ON_APP} mode=0644")
-    out = ansible("db1", "-m", "ansible.builtin.debug", "-a", "var=postgresql_app_password", "-o")
+    stack.ansible("app1", "-m", "ansible.builtin.copy", "-a", f"src={ca} dest={CA_ON_APP} mode=0644")
+    out = stack.ansible("db1", "-m", "ansible.builtin.debug", "-a", "var=postgresql_app_password", "-o")
     password = json.loads(out.split(" => ", 1)[1])["postgresql_app_password"]
     host = stack.host("app1")
 

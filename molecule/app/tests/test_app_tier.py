@@ -121,6 +121,7 @@ def test_the_unit_is_hardened(apps):
     assert props["NoNewPrivileges"] == "yes" and props["PrivateTmp"] == "yes"
     assert props["ProtectSystem"] == "strict" and props["ProtectHome"] == "yes"
     assert props["CapabilityBoundingSet"] == ""
+    assert sorted(props["RestrictAddressFamilies"].split()) == ["AF_INET", "AF_INET6", "AF_UNIX"], props
 
 
 def test_the_settings_file_is_private_and_holds_the_secrets(apps):
@@ -187,47 +188,44 @@ def _build_modified_release(tmp_path, marker, original):
     return release
 
 
-def test_a_switch_serves_the_new_code_and_back(apps, tmp_path):
+def _releases(host):
+    return host.check_output(f"ls /srv/{APP}/releases").split()
+
+
+def test_a_release_cache_and_server_switch_and_back(apps, tmp_path):
+    """One converge switches everything a host can switch: a new release (whose page carries a
+    marker), memcached instead of Redis, and each host to the other app server; a second one
+    goes back. Two stale releases planted beforehand show that only the newest
+    `app_releases_keep` (3) stay, the one in use always among them."""
     original = built_release()
     marker = f"release-marker-{int(time.time())}"
+    stale = ["0.0.1-000000000001", "0.0.1-000000000002"]
+    for host in apps.values():
+        for age, name in zip(("3 days ago", "2 days ago"), stale):
+            host.check_output(f"mkdir -p /srv/{APP}/releases/{name} && touch -d '{age}' /srv/{APP}/releases/{name}")
     try:
         new = _build_modified_release(tmp_path, marker, original)
-        converge("-e", f"app_release_id={new}")
-        for host in apps.values():
-            assert status(host)["release"] == new
-            assert marker in get(host, "/")[2]
+        converge("-e", f"app_release_id={new}", "-e", "app_cache_backend=memcached",
+                 "-e", "app_server={{ 'gunicorn' if inventory_hostname is search('app2$') else 'uvicorn' }}")
+        for name, host in apps.items():
+            st = status(host)
+            assert st["release"] == new and marker in get(host, "/")[2], st
+            assert st["cache_backend"] == "memcached", st
+            assert st["app_server"] == ("uvicorn" if name == "app1" else "gunicorn"), st
+            want = st["app_server"]
+            assert want in host.check_output(f"systemctl show -p ExecStart --value {APP}.service")
+            assert get(host, "/healthz")[0] == 200
+            # Four releases were there (two stale, the original, the new one): the oldest went.
+            assert sorted(_releases(host)) == sorted([stale[1], original, new]), _releases(host)
+        first = status(apps["app1"])["counter"]
+        assert status(apps["app2"])["counter"] == first + 1, "the counter is not shared through memcached"
     finally:
-        # Back to the release built from the repository's source.
+        # Back to the release built from the repository's source, Redis, and each host's own server.
         playbook(str(ROOT / "playbooks" / "build.yml"))
         converge("-e", f"app_release_id={original}")
-    for host in apps.values():
-        assert status(host)["release"] == original
-        assert marker not in get(host, "/")[2]
-        releases = host.check_output(f"ls /srv/{APP}/releases").split()
-        assert original in releases and len(releases) <= 3
-
-
-def test_switching_app_server_and_back(apps):
-    host = apps["app1"]
-    try:
-        converge("--limit", "localhost,*-app1", "-e", "app_server=uvicorn")
-        assert status(host)["app_server"] == "uvicorn"
-        assert "uvicorn" in host.check_output(f"systemctl show -p ExecStart --value {APP}.service")
-    finally:
-        converge("--limit", "localhost,*-app1", "-e", "app_server=gunicorn")
-    assert status(host)["app_server"] == "gunicorn"
-    assert status(apps["app2"])["app_server"] == "uvicorn"
-
-
-def test_memcached_is_a_working_alternative_cache(apps):
-    """app_cache_backend: memcached on both hosts; the shared counter works the same."""
-    try:
-        converge("-e", "app_cache_backend=memcached")
-        first = status(apps["app1"])
-        assert first["cache_backend"] == "memcached"
-        assert status(apps["app2"])["counter"] == first["counter"] + 1
-        code, _, body = get(apps["app2"], "/healthz")
-        assert code == 200, body
-    finally:
-        converge()
-    assert status(apps["app1"])["cache_backend"] == "redis"
+    for name, host in apps.items():
+        st = status(host)
+        assert st["release"] == original and marker not in get(host, "/")[2], st
+        assert st["cache_backend"] == "redis", st
+        assert st["app_server"] == ("gunicorn" if name == "app1" else "uvicorn"), st
+        assert original in _releases(host) and len(_releases(host)) == 3, _releases(host)

@@ -40,3 +40,16 @@ def recap(output, hosts=()):
     missing = set(hosts) - set(counts)
     assert not missing, f"no PLAY RECAP line for {sorted(missing)}:\n{output[-5000:]}"
     return counts
+
+
+def task_results(output, task):
+    """{host: status} for every run of the named task in a playbook's output ('ok', 'changed',
+    'skipping', 'failed', ...), from the default callback's 'status: [host]' lines."""
+    results = {}
+    for block in re.split(r"^TASK \[", output, flags=re.M)[1:]:
+        title, _, body = block.partition("\n")
+        if title.split("]")[0].split(" : ")[-1] != task:
+            continue
+        for m in re.finditer(r"^(ok|changed|skipping|failed|fatal): \[([^\]]+)\]", body, re.M):
+            results[m[2].split(" -> ")[0]] = m[1]
+    return results

@@ -22,8 +22,10 @@ STACK_ENV = {
 }
 MANAGED = ["edge1", "app1", "app2", "db1", "db2", "cache1", "mail1", "backup1"]
 # Rebuilt hosts get new host keys: the tests trust the lab's addresses, not remembered keys.
-SSH_OPTIONS = (f"-o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR "
-               f"-o ControlPath=/tmp/.djstack-ti-{STACK_LAB_NAME}-%C -o ServerAliveInterval=15")
+SSH_BASE = ["-i", str(ROOT / ".lab" / "id_ed25519"), "-o", "BatchMode=yes", "-o", "ConnectTimeout=10",
+            "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"]
+SSH_OPTIONS = " ".join(SSH_BASE[2:] + ["-o", f"ControlPath=/tmp/.djstack-ti-{STACK_LAB_NAME}-%C",
+                                       "-o", "ServerAliveInterval=15"])
 
 
 class Stack:
@@ -47,8 +49,8 @@ class Stack:
         if name not in self._hosts:
             self.addresses()
             self._hosts[name] = testinfra.get_host(
-                f"ssh://{self._users[name]}@{self._addresses[name]}", ssh_identity_file=str(ROOT / ".lab" / "id_ed25519"),
-                ssh_extra_args=SSH_OPTIONS, timeout=15)
+                f"ssh://{self._users[name]}@{self._addresses[name]}", ssh_identity_file=SSH_BASE[1],
+                ssh_extra_args=SSH_OPTIONS)
         return self._hosts[name]
 
     def addresses(self):

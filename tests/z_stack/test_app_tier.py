@@ -5,7 +5,7 @@ import time
 import pytest
 
 from conftest import MANAGED  # noqa: F401  (same stack fixture)
-from helpers import ROOT
+from helpers import ROOT, task_results
 
 
 def fetch(stack, app, path, data=None):
@@ -67,3 +67,20 @@ def test_a_write_through_one_host_is_read_from_the_replica_through_the_other(sta
 def test_app_port_is_closed_to_other_tiers(stack):
     probe = stack.host("cache1").run(f"timeout 5 bash -c '</dev/tcp/{stack.addresses()['app1']}/8000'")
     assert probe.rc != 0, "the app port answers a host outside edge/client"
+
+
+def test_migrations_ran_once_on_one_host(stack):
+    """The fresh converge migrated an empty database exactly once, from one app host."""
+    ran = task_results(stack.runs["converge"].stdout, "Apply the release's database migrations (one host)")
+    assert list(ran.values()) == ["changed"], ran
+
+
+@pytest.mark.parametrize("app,server", [("app1", "gunicorn"), ("app2", "uvicorn")])
+def test_workers_follow_the_cores(stack, app, server):
+    """gunicorn gthread: cores + 1 workers; uvicorn: one per core, at least 2 (roles/app/vars/main.yml)."""
+    host = stack.host(app)
+    cores = int(host.check_output("nproc"))
+    main = host.check_output("systemctl show -p MainPID --value djdemo.service")
+    children = host.check_output(f"ps -o args= --ppid {main}").splitlines()
+    workers = [c for c in children if "resource_tracker" not in c]  # uvicorn's multiprocessing helper
+    assert len(workers) == (cores + 1 if server == "gunicorn" else max(cores, 2)), children

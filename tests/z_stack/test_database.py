@@ -52,3 +52,35 @@ def test_a_backup_exists_in_the_repository(stack):
     assert info["status"]["code"] == 0, info["status"]
     assert len(info["backup"]) >= 1
     assert info["cipher"] == "aes-256-cbc"
+
+
+def test_memory_settings_follow_the_host(stack):
+    """The lab pins shared_buffers and effective_cache_size (containers see the whole machine's
+    RAM); work_mem and maintenance_work_mem are left to the role, which derives them from the
+    host's memory and max_connections (roles/postgresql/vars/main.yml)."""
+    db1 = stack.host("db1")
+    mem_mb = int(db1.check_output("awk '/MemTotal/ {print $2}' /proc/meminfo")) // 1024
+    max_connections = int(db1.check_output("sudo -u postgres psql -XAtc 'SHOW max_connections'"))
+    got = dict(line.split("|") for line in db1.check_output(
+        "sudo -u postgres psql -XAtc \"SELECT name, pg_size_bytes(current_setting(name)) / 1048576 FROM (VALUES "
+        "('shared_buffers'), ('effective_cache_size'), ('work_mem'), ('maintenance_work_mem')) v(name)\"").splitlines())
+    assert got == {
+        "shared_buffers": "128", "effective_cache_size": "512",  # inventories/lab/group_vars/db.yml
+        "work_mem": str(min(max(int(mem_mb * 0.75 / (3 * max_connections)), 4), 256)),
+        "maintenance_work_mem": str(min(max(mem_mb // 16, 64), 2048)),
+    }, (mem_mb, max_connections)
+
+
+def test_a_differential_backup_runs_from_its_scheduled_unit(stack):
+    """The timers are scheduled, and the unit they start really backs up (run now, not at 01:30)."""
+    backup = stack.host("backup1")
+    for kind in ("full", "diff"):
+        assert backup.service(f"pgbackrest-{kind}.timer").is_enabled
+        assert backup.check_output(f"systemctl show -p NextElapseUSecRealtime --value pgbackrest-{kind}.timer")
+    info = "sudo -u postgres pgbackrest --stanza=main --output=json info"
+    before = [b["label"] for b in json.loads(backup.check_output(info))[0]["backup"]]
+    backup.check_output("sudo systemctl start pgbackrest-backup@diff.service")
+    after = json.loads(backup.check_output(info))[0]["backup"]
+    new = [b for b in after if b["label"] not in before]
+    assert len(new) == 1 and new[0]["type"] == "diff", new
+    assert new[0].get("error") in (None, False), new

@@ -1,9 +1,11 @@
 """The lab converged with site.yml: what an operator checks after bootstrap."""
+import time
+
 import pytest
 import yaml
 
 from helpers import ROOT, recap, run
-from conftest import MANAGED
+from conftest import MANAGED, SSH_BASE, STACK_LAB_NAME
 
 
 def test_site_converges_every_host(stack):
@@ -35,9 +37,7 @@ def test_admin_logs_in_with_the_lab_key_and_has_sudo(stack, name):
 @pytest.mark.parametrize("user,allowed", [("ops", True), ("root", False)])
 def test_only_the_admin_logs_in_over_ssh(stack, user, allowed):
     """root holds the very key that bootstrapped the host, and is refused all the same."""
-    proc = run(["ssh", "-i", str(ROOT / ".lab" / "id_ed25519"), "-o", "BatchMode=yes", "-o", "ConnectTimeout=10",
-                "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-                f"{user}@{stack.addresses()['db1']}", "true"])
+    proc = run(["ssh", *SSH_BASE, f"{user}@{stack.addresses()['db1']}", "true"])
     if allowed:
         assert proc.returncode == 0, proc.stderr
     else:
@@ -59,6 +59,20 @@ def test_every_host_drops_inbound_by_default(stack):
     for name in MANAGED:
         ruleset = stack.host(name).check_output("sudo -n nft list chain inet djstack_filter input")
         assert "policy drop;" in ruleset, name
+
+
+def test_the_lab_playbook_starts_a_stopped_host(stack):
+    """`make lab` on a stopped lab starts it: one host stopped (as a reboot of the machine leaves
+    every container), playbooks/lab.yml again, and the host is back with its services."""
+    container = f"{STACK_LAB_NAME}-mail1"
+    run(["docker", "stop", container], check=True)
+    stack.playbook("lab again", "playbooks/lab.yml")
+    assert run(["docker", "inspect", "-f", "{{.State.Running}}", container], check=True).stdout.strip() == "true"
+    ssh = ["ssh", *SSH_BASE, f"ops@{stack.addresses()['mail1']}"]
+    deadline = time.time() + 60
+    while (proc := run([*ssh, "systemctl is-active postfix opendkim"])).returncode != 0 and time.time() < deadline:
+        time.sleep(2)
+    assert proc.stdout.split() == ["active", "active"], proc.stdout + proc.stderr
 
 
 def test_lab_secrets_are_in_an_encrypted_vault(stack):

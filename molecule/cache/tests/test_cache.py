@@ -20,7 +20,7 @@ INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
 
 
 def _only_host(group):
-    hosts = testinfra.get_hosts([f"ansible://{group}"], ansible_inventory=INVENTORY, force_ansible=True)
+    hosts = testinfra.get_hosts([f"ansible://{group}"], ansible_inventory=INVENTORY)
     assert len(hosts) == 1, f"expected one host in group {group}"
     return hosts[0]
 

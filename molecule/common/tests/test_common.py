@@ -1,7 +1,15 @@
 """What an operator checks on a freshly hardened host."""
+import json
+import os
+import re
 import socket
+import subprocess
+from pathlib import Path
 
 import pytest
+
+SCENARIO = Path(__file__).resolve().parents[1]
+ROOT = SCENARIO.parents[1]
 
 
 def sshd_effective(host):
@@ -97,3 +105,20 @@ def test_time_journald_and_upgrades(host):
     dry = host.run("unattended-upgrade --dry-run -v 2>&1 | head -20")
     assert "Allowed origins are:" in dry.stdout
     assert "Debian-Security" in dry.stdout
+
+
+def test_a_ruleset_nft_rejects_never_goes_live(host):
+    """A firewall rule that passes the argument spec but is no valid nftables (a network that is
+    no address): `nft -c` refuses the file, the run stops there, and the loaded ruleset and the
+    file on disk stay as they were."""
+    before = host.check_output("nft list table inet djstack_filter"), host.file("/etc/nftables.conf").sha256sum
+    bad = [{"name": "typo", "group": "all", "port": 8081, "from_networks": ["198.51.100.0/244"]}]
+    proc = subprocess.run(
+        ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(SCENARIO / "converge.yml"),
+         "-e", json.dumps({"common_firewall_rules": bad})],
+        cwd=ROOT, env={**os.environ, "ANSIBLE_ROLES_PATH": str(ROOT / "roles")},
+        capture_output=True, text=True, timeout=600)
+    assert proc.returncode != 0, proc.stdout[-3000:]
+    failed_task = re.findall(r"^TASK \[([^\]]+)\]", proc.stdout.split("\nfatal:")[0], re.M)[-1]
+    assert failed_task == "common : Write the nftables ruleset, checked with nft before it goes live", proc.stdout[-3000:]
+    assert (host.check_output("nft list table inet djstack_filter"), host.file("/etc/nftables.conf").sha256sum) == before

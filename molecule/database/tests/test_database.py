@@ -32,7 +32,7 @@ MEASURED = {}
 
 
 def _only_host(group):
-    hosts = testinfra.get_hosts([f"ansible://{group}"], ansible_inventory=INVENTORY, force_ansible=True)
+    hosts = testinfra.get_hosts([f"ansible://{group}"], ansible_inventory=INVENTORY)
     assert len(hosts) == 1, f"expected one host in group {group}"
     return hosts[0]
 
@@ -196,6 +196,19 @@ def test_converge_never_reinitialises_or_reseeds(db1, db2):
         assert after == before
     time.sleep(1)
     assert local(db2, "SELECT count(*) FROM guard", db=APP_DB) == "1"
+
+
+def test_a_postgresql_conf_that_postgres_rejects_never_goes_live(db1):
+    """A setting the argument spec lets through but PostgreSQL refuses: `postgres -C` fails on the
+    candidate file, the run stops at that task, and the live file and server are untouched."""
+    conf = "/etc/postgresql/15/main/postgresql.conf"
+    before = db1.file(conf).sha256sum, local(db1, "SHOW work_mem")
+    proc, _ = playbook("database.yml", "--tags", "postgresql", "--limit", _name("db_primary"),
+                       "-e", json.dumps({"postgresql_settings": {"work_mem": "plenty"}}))
+    assert proc.returncode != 0, proc.stdout[-3000:]
+    failed_task = re.findall(r"^TASK \[([^\]]+)\]", proc.stdout.split("\nfatal:")[0], re.M)[-1]
+    assert failed_task == "postgresql : Write postgresql.conf, checked by postgres -C before it goes live", proc.failures
+    assert (db1.file(conf).sha256sum, local(db1, "SHOW work_mem")) == before
 
 
 def test_restore_refuses_a_running_primary_without_the_flag(db1):

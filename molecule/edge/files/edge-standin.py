@@ -13,6 +13,7 @@ whole-stack test. It answers what the edge cares about:
   /login          sets a `sessionid` cookie
   /whoami         the host name, no-store (never cached: shows which backend answered)
   /headers        the forwarding headers the backend received, no-store
+  /unavailable-on/<host>  503 on that host (a backend going away), the host name elsewhere; no-store
   /static/<file>  CSS, public, max-age=60, with a tracking Set-Cookie
   POST <any>      the number of bytes received
 Usage: edge-standin ADDRESS PORT
@@ -68,6 +69,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
             seen = "".join(f"{h}: {self.headers.get(h, '')}\n"
                            for h in ("Host", "X-Forwarded-For", "X-Forwarded-Proto", "X-Real-IP", "Cookie"))
             self.reply(200, seen, [("Cache-Control", "no-store")])
+        elif path.startswith("/unavailable-on/"):
+            down = path.rsplit("/", 1)[1] == HOST
+            self.reply(503 if down else 200, f"{HOST}\n", [("Cache-Control", "no-store")])
         elif path.startswith("/static/"):
             self.reply(200, f"/* {HOST} #{n} */ body {{ color: black; }}\n",
                        public + [("Set-Cookie", "tracker=1; Path=/")], content_type="text/css")

@@ -410,6 +410,14 @@ def test_one_backend_stopped_no_request_fails(client, address, edge, apps):
     wait_backends(edge, "healthy")
 
 
+def test_a_503_from_one_backend_is_retried_on_the_other(client, address, apps):
+    """A backend answering 503 (going away) on a GET: Varnish fetches from the next one, so the
+    visitor never sees it; the answers all come from the other host."""
+    down = sorted(apps)[0]
+    assert codes(client, address, f"/unavailable-on/{down}", 20) == ["200"] * 20
+    assert set(bodies(client, address, f"/unavailable-on/{down}", 10)) == set(apps) - {down}
+
+
 def test_both_backends_stopped_cached_pages_still_served(client, address, edge, apps):
     path = unique("/short")  # max-age=1: expired by the time both are down
     status, _, body, _ = fetch(client, address, path)

@@ -53,3 +53,11 @@ def task_results(output, task):
         for m in re.finditer(r"^(ok|changed|skipping|failed|fatal): \[([^\]]+)\]", body, re.M):
             results[m[2].split(" -> ")[0]] = m[1]
     return results
+
+
+def failed_task(output):
+    """The task whose failure stopped a playbook: the last 'TASK [...]' header before the first
+    'fatal:' line of the default callback ('role : name' for a role's task)."""
+    headers = re.findall(r"^TASK \[([^\]]+)\]", output.split("\nfatal:")[0], re.M)
+    assert "\nfatal:" in output and headers, f"no failed task in the output:\n{output[-3000:]}"
+    return headers[-1]

@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -21,6 +22,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[3]
 SCENARIO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+from helpers import failed_task  # noqa: E402  (the project's shared test helpers)
 SECRETS = yaml.safe_load((SCENARIO / "vars.yml").read_text())
 INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
 BUILD = ROOT / "build" / "app"
@@ -219,9 +222,7 @@ def test_a_release_cache_and_server_switch_and_back(apps, tmp_path):
         finally:
             wheel.write_bytes(good)
         assert proc.returncode != 0, proc.stdout[-3000:]
-        before_failure = proc.stdout.split("\nfatal:")[0]
-        failed_task = re.findall(r"^TASK \[([^\]]+)\]", before_failure, re.M)[-1]
-        assert failed_task == "app : Verify the copied files against the build's checksums", proc.stdout[-3000:]
+        assert failed_task(proc.stdout) == "app : Verify the copied files against the build's checksums"
         for host in apps.values():
             assert status(host)["release"] == original
         # The next run finishes the interrupted install with the right bytes.

@@ -1,15 +1,17 @@
 """What an operator checks on a freshly hardened host."""
 import json
 import os
-import re
 import socket
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 SCENARIO = Path(__file__).resolve().parents[1]
 ROOT = SCENARIO.parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+from helpers import failed_task  # noqa: E402  (the project's shared test helpers)
 
 
 def sshd_effective(host):
@@ -119,6 +121,5 @@ def test_a_ruleset_nft_rejects_never_goes_live(host):
         cwd=ROOT, env={**os.environ, "ANSIBLE_ROLES_PATH": str(ROOT / "roles")},
         capture_output=True, text=True, timeout=600)
     assert proc.returncode != 0, proc.stdout[-3000:]
-    failed_task = re.findall(r"^TASK \[([^\]]+)\]", proc.stdout.split("\nfatal:")[0], re.M)[-1]
-    assert failed_task == "common : Write the nftables ruleset, checked with nft before it goes live", proc.stdout[-3000:]
+    assert failed_task(proc.stdout) == "common : Write the nftables ruleset, checked with nft before it goes live"
     assert (host.check_output("nft list table inet djstack_filter"), host.file("/etc/nftables.conf").sha256sum) == before

@@ -9,6 +9,7 @@ import os
 import re
 import shlex
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -18,6 +19,8 @@ import yaml
 
 SCENARIO = Path(__file__).resolve().parent.parent
 ROOT = SCENARIO.parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+from helpers import failed_task  # noqa: E402  (the project's shared test helpers)
 MOLECULE = yaml.safe_load(
     os.path.expandvars((SCENARIO / "molecule.yml").read_text().replace("${LAB_NAME:-djstack}", os.environ.get("LAB_NAME", "djstack"))
                        .replace("${MOLECULE_DB_NET:-10.231.210}", os.environ.get("MOLECULE_DB_NET", "10.231.210"))))
@@ -206,8 +209,7 @@ def test_a_postgresql_conf_that_postgres_rejects_never_goes_live(db1):
     proc, _ = playbook("database.yml", "--tags", "postgresql", "--limit", _name("db_primary"),
                        "-e", json.dumps({"postgresql_settings": {"work_mem": "plenty"}}))
     assert proc.returncode != 0, proc.stdout[-3000:]
-    failed_task = re.findall(r"^TASK \[([^\]]+)\]", proc.stdout.split("\nfatal:")[0], re.M)[-1]
-    assert failed_task == "postgresql : Write postgresql.conf, checked by postgres -C before it goes live", proc.failures
+    assert failed_task(proc.stdout) == "postgresql : Write postgresql.conf, checked by postgres -C before it goes live"
     assert (db1.file(conf).sha256sum, local(db1, "SHOW work_mem")) == before
 
 

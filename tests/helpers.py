@@ -55,9 +55,16 @@ def task_results(output, task):
     return results
 
 
-def failed_task(output):
-    """The task whose failure stopped a playbook: the last 'TASK [...]' header before the first
-    'fatal:' line of the default callback ('role : name' for a role's task)."""
-    headers = re.findall(r"^TASK \[([^\]]+)\]", output.split("\nfatal:")[0], re.M)
-    assert "\nfatal:" in output and headers, f"no failed task in the output:\n{output[-3000:]}"
+def failed_task(stdout, stderr=""):
+    """The task whose failure stopped a playbook, 'role : name' for a role's task. The default
+    callback prints the 'fatal:' line on stdout, or on stderr where display_failed_stderr is on
+    (molecule's configuration): then the failed task is the last one the run started."""
+    stdout, stderr = (re.sub(r"\x1b\[[0-9;]*m", "", text) for text in (stdout, stderr))
+    if "\nfatal:" in stdout:
+        before = stdout.split("\nfatal:")[0]
+    else:
+        assert re.search(r"^fatal:", stderr, re.M), f"no failed task in the output:\n{stdout[-3000:]}\n{stderr[-2000:]}"
+        before = stdout.split("\nPLAY RECAP")[0]
+    headers = re.findall(r"^TASK \[([^\]]+)\]", before, re.M)
+    assert headers, f"no task in the output:\n{stdout[-3000:]}"
     return headers[-1]

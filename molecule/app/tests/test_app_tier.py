@@ -222,7 +222,7 @@ def test_a_release_cache_and_server_switch_and_back(apps, tmp_path):
         finally:
             wheel.write_bytes(good)
         assert proc.returncode != 0, proc.stdout[-3000:]
-        assert failed_task(proc.stdout) == "app : Verify the copied files against the build's checksums"
+        assert failed_task(proc.stdout, proc.stderr) == "app : Verify the copied files against the build's checksums"
         for host in apps.values():
             assert status(host)["release"] == original
         # The next run finishes the interrupted install with the right bytes.

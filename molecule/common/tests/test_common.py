@@ -121,5 +121,5 @@ def test_a_ruleset_nft_rejects_never_goes_live(host):
         cwd=ROOT, env={**os.environ, "ANSIBLE_ROLES_PATH": str(ROOT / "roles")},
         capture_output=True, text=True, timeout=600)
     assert proc.returncode != 0, proc.stdout[-3000:]
-    assert failed_task(proc.stdout) == "common : Write the nftables ruleset, checked with nft before it goes live"
+    assert failed_task(proc.stdout, proc.stderr) == "common : Write the nftables ruleset, checked with nft before it goes live"
     assert (host.check_output("nft list table inet djstack_filter"), host.file("/etc/nftables.conf").sha256sum) == before

@@ -12,7 +12,7 @@ import shlex
 import pytest
 import testinfra
 
-from helpers import ROOT, recap, run
+from helpers import ROOT, run
 
 STACK_LAB_NAME = os.environ.get("STACK_LAB_NAME", "djstack-test")
 STACK_ENV = {

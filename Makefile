@@ -6,7 +6,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 PLAYBOOKS := site.yml $(wildcard playbooks/*.yml)
 
-.PHONY: venv lab site lab-engine lint syntax test destroy clean bench
+.PHONY: venv lab site deploy rollback lab-engine lint syntax test destroy clean bench
 
 # Re-running does nothing unless requirements changed.
 $(STAMP): requirements.txt
@@ -24,6 +24,14 @@ lab: venv
 
 site: venv
 	ansible-playbook site.yml
+
+## Rolling deploy of the app as it is in app/ (build, stage, migrate once, host by host).
+deploy: venv
+	ansible-playbook playbooks/deploy.yml
+
+## Back to the release before the current one, with the same rolling mechanics.
+rollback: venv
+	ansible-playbook playbooks/deploy.yml -e deploy_rollback=true
 
 ## Docker engine, apt cache and base image only (what the molecule scenarios need).
 lab-engine: venv

@@ -173,3 +173,19 @@ class Notes(TestCase):
     def test_other_methods(self):
         self.assertEqual(self.client.delete("/notes").status_code, 405)
         self.assertEqual(self.client.post("/status").status_code, 405)
+
+
+class Slow(TestCase):
+    def test_sleeps_then_answers_uncacheable(self):
+        with mock.patch("djdemo.core.views.asyncio.sleep") as sleep:
+            response = self.client.get("/slow?seconds=2.5")
+        sleep.assert_awaited_once_with(2.5)
+        self.assertEqual(response.status_code, 200)
+        self.assertEqual(response.json()["slept"], 2.5)
+        self.assertIn("no-cache", response["Cache-Control"])
+
+    def test_bounded(self):
+        for value in ("-1", "31", "abc", "nan"):
+            with self.subTest(seconds=value):
+                self.assertEqual(self.client.get(f"/slow?seconds={value}").status_code, 400)
+        self.assertEqual(self.client.post("/slow").status_code, 405)

@@ -10,6 +10,7 @@ urlpatterns = [
     path("status", views.status, name="status"),
     path("notes", views.notes, name="notes"),
     path("notes/<int:pk>", views.note_detail, name="note-detail"),
+    path("slow", views.slow, name="slow"),
     # login, logout, password_change*, password_reset* (templates in core/templates/registration)
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),

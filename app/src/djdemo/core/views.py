@@ -4,7 +4,9 @@
 /healthz   database(s) and cache, for Varnish probes and the deploy's health check
 /status    JSON about the release, the host and which database served a read
 /notes     JSON: POST writes through the primary, GET reads through the router (replica)
+/slow      answers after ?seconds=N (at most 30): a request in flight while a deploy drains a host
 """
+import asyncio
 import json
 import logging
 import platform
@@ -15,7 +17,7 @@ import django
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connections, router
-from django.http import JsonResponse
+from django.http import HttpResponseNotAllowed, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.cache import cache_control, never_cache
 from django.views.decorators.csrf import csrf_exempt
@@ -197,3 +199,24 @@ def note_detail(request, pk):
     if note is None:
         return JsonResponse({**body, "error": "no such note (yet)"}, status=404)
     return JsonResponse({**body, **note.as_dict()})
+
+
+SLOW_MAX_SECONDS = 30
+
+
+@never_cache
+async def slow(request):
+    """Sleeps ?seconds=N (0 to SLOW_MAX_SECONDS, default 1), then answers like /status does.
+
+    Async, so that under uvicorn a sleeping request holds no thread that other views need.
+    """
+    if request.method not in ("GET", "HEAD"):
+        return HttpResponseNotAllowed(["GET", "HEAD"])
+    try:
+        seconds = float(request.GET.get("seconds", 1))
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds <= SLOW_MAX_SECONDS:
+        return JsonResponse({"error": f"seconds must be a number from 0 to {SLOW_MAX_SECONDS}"}, status=400)
+    await asyncio.sleep(seconds)
+    return JsonResponse({"slept": seconds, "release": settings.RELEASE_ID, "host": socket.gethostname()})

@@ -12,12 +12,14 @@ GET /status (uncached, names the release), POST /notes (a write), in the proport
 timed-out connection. Stops by itself after --seconds (and the requests still in flight).
 
 Prints JSON: per kind the count, failures and their reasons; the releases seen over time
-(first and last second each release answered /status or /slow); the achieved rate.
+(first and last second each release answered /status or /slow, counted from started_at, a Unix
+time); the achieved rate.
 """
 import argparse
 import collections
 import http.client
 import json
+import os
 import queue
 import random
 import socket
@@ -45,7 +47,8 @@ def parse_args():
     parser.add_argument("--address", required=True, help="the edge's address")
     parser.add_argument("--host", required=True, help="the site's name (SNI and Host header)")
     parser.add_argument("--ca", required=True, help="CA certificate that signed the site's certificate")
-    parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--seconds", type=float, default=60, help="at most this long")
+    parser.add_argument("--stop-file", help="stop earlier, as soon as this file exists")
     parser.add_argument("--rate", type=float, default=100, help="requests per second, slow ones apart")
     parser.add_argument("--mix", default="50,40,10", help="percent page,status,write")
     parser.add_argument("--slow-every", type=float, default=0, help="seconds between slow requests (0: none)")
@@ -65,6 +68,7 @@ class Load:
         self.failures = collections.defaultdict(collections.Counter)
         self.releases = {}
         self.t0 = time.monotonic()
+        self.started_at = time.time()
         self.work = queue.Queue()
         self.local = threading.local()
         self.sequence = 0
@@ -147,7 +151,7 @@ class Load:
         next_at, next_slow = self.t0, self.t0
         while True:
             now = time.monotonic()
-            if now >= end:
+            if now >= end or (args.stop_file and os.path.exists(args.stop_file)):
                 break
             if args.slow_every and now >= next_slow:
                 thread = threading.Thread(target=self.one, args=("slow",), daemon=True)
@@ -158,6 +162,7 @@ class Load:
                 self.work.put(random.choices(KINDS, weights)[0])
                 next_at += interval
             time.sleep(max(0.0, min(next_at, next_slow if args.slow_every else next_at) - time.monotonic()))
+        ended = time.monotonic()
         for _ in workers:
             self.work.put(None)
         for thread in workers + slow_threads:
@@ -169,7 +174,8 @@ class Load:
             "seconds": round(elapsed, 1),
             "requests": total,
             "failed": failed,
-            "rate": round((total - self.counts["slow"]) / args.seconds, 1),
+            "started_at": self.started_at,
+            "rate": round((total - self.counts["slow"]) / (ended - self.t0), 1),
             "counts": dict(self.counts),
             "failures": {kind: dict(c) for kind, c in self.failures.items()},
             "releases": {release: {"first": s[0], "last": s[1], "answers": s[2]} for release, s in self.releases.items()},

@@ -71,7 +71,7 @@ def test_app_port_is_closed_to_other_tiers(stack):
 
 def test_migrations_ran_once_on_one_host(stack):
     """The fresh converge migrated an empty database exactly once, from one app host."""
-    ran = task_results(stack.runs["converge"].stdout, "Apply the release's database migrations (one host)")
+    ran = task_results(stack.runs["converge"].stdout, "Apply the release's database migrations (one host, under the deploy lock)")
     assert list(ran.values()) == ["changed"], ran
 
 

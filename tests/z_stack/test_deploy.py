@@ -1,0 +1,181 @@
+"""Rolling deploys under load (playbooks/deploy.yml: make deploy, make rollback).
+
+Each test runs a mixed load from client1 through the edge while it deploys: 100 requests/s of
+cached pages, uncached /status and POST /notes writes, plus a 10-20 s /slow request every 2 s,
+so that requests are in flight on every host that is drained. Any answer but 2xx (a 429 or a
+5xx), a reset or a timeout is a failed request; none may fail.
+
+The lab ends as it started: on the release built from app/ (the module's teardown deploys it
+back if a test stopped half-way).
+"""
+import hashlib
+import json
+import re
+import shutil
+import time
+
+import pytest
+
+from conftest import CA_ON_CLIENT, SITE, STACK_ENV
+from helpers import ROOT, recap, run
+
+APP_HOSTS = ["app1", "app2"]
+LOAD = ["--rate", "100", "--mix", "50,40,10", "--slow-every", "2", "--slow-min", "10", "--slow-max", "20"]
+LOADGEN_ON_CLIENT = "/tmp/djstack-loadgen.py"
+CSS = re.compile(r"/static/core/site\.[0-9a-f]{12}\.css")
+
+
+def release_of(app_dir):
+    return run(["python3", str(ROOT / "bin" / "app-release-id"), "--app-dir", str(app_dir)], check=True).stdout.strip()
+
+
+def current(stack, host, link="current"):
+    return stack.host(host).check_output(f"readlink /srv/djdemo/{link}").rsplit("/", 1)[-1]
+
+
+class Load:
+    """tests/loadgen.py on client1, in the background until stop()."""
+
+    def __init__(self, stack):
+        self.client = stack.host("client1")
+        self.edge = stack.addresses()["edge1"]
+
+    def start(self):
+        self.client.check_output(f"rm -f /tmp/loadgen.stop /tmp/loadgen.json /tmp/loadgen.err")
+        self.client.check_output(
+            f"nohup python3 {LOADGEN_ON_CLIENT} --address {self.edge} --host {SITE} --ca {CA_ON_CLIENT} "
+            f"--seconds 600 --stop-file /tmp/loadgen.stop {' '.join(LOAD)} "
+            "> /tmp/loadgen.json 2> /tmp/loadgen.err < /dev/null &")
+        time.sleep(3)  # the load runs before the deploy starts
+
+    def stop(self):
+        time.sleep(5)  # and goes on after it ended
+        self.client.check_output("touch /tmp/loadgen.stop")
+        for _ in range(60):  # the slow requests still in flight finish (at most 20 s)
+            out = self.client.run("cat /tmp/loadgen.json").stdout
+            if out.rstrip().endswith("}"):
+                return json.loads(out)
+            time.sleep(1)
+        pytest.fail("the load generator did not finish: " + self.client.run("cat /tmp/loadgen.err").stdout)
+
+
+def assert_nothing_failed(result):
+    assert result["failed"] == 0, f"failed requests during the deploy: {result['failures']}"
+    assert result["rate"] >= 95 and result["counts"].get("slow", 0) >= 10, result
+    assert result["counts"].get("write", 0) > 0 and result["counts"].get("page", 0) > 0, result
+
+
+@pytest.fixture(scope="module")
+def releases(stack, visitor, tmp_path_factory):
+    """The release the lab runs (app/), a changed one and a broken one (its /healthz answers 503),
+    as app source trees; the lab goes back to the first one afterwards."""
+    for name in ("loadgen.py",):
+        stack.ansible("client1", "-m", "ansible.builtin.copy", "-a",
+                      f"src={ROOT / 'tests' / name} dest={LOADGEN_ON_CLIENT} mode=0644")
+    base = release_of(ROOT / "app")
+    assert all(current(stack, host) == base for host in APP_HOSTS)
+    changed = tmp_path_factory.mktemp("deploy") / "changed"
+    shutil.copytree(ROOT / "app", changed, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    with open(changed / "src" / "djdemo" / "core" / "static" / "core" / "site.css", "a") as css:
+        css.write("\n/* a changed release */\n")
+    broken = changed.parent / "broken"
+    shutil.copytree(changed, broken)
+    views = broken / "src" / "djdemo" / "core" / "views.py"
+    views.write_text(views.read_text().replace(
+        'healthy = all(value == "ok" for value in checks.values())', "healthy = False  # a broken release"))
+    assert "a broken release" in views.read_text()
+    trees = {"base": base, "changed": changed, "broken": broken,
+             "changed_id": release_of(changed), "broken_id": release_of(broken)}
+    yield trees
+    if any(current(stack, host) != base for host in APP_HOSTS):
+        run(["ansible-playbook", "playbooks/deploy.yml", "-e", f"app_release_id={base}"], env=STACK_ENV, check=True)
+    run(["ansible-playbook", "playbooks/build.yml"], env=STACK_ENV, check=True)  # build/app/LATEST: app/ again
+
+
+def test_deploy_under_load_drops_nothing(stack, visitor, releases):
+    """A changed release rolled out host by host under load: no failed request, every answer
+    after the deploy from the new release, and both releases' hashed static files served."""
+    code, _, page = visitor("/?before-deploy")
+    old_css = CSS.search(page).group(0)
+    load = Load(stack)
+    load.start()
+    proc = stack.playbook("deploy", "playbooks/deploy.yml", "-e", f"app_build_source={releases['changed']}")
+    done = time.time()
+    result = load.stop()
+    assert all(c["failed"] == 0 for c in recap(proc.stdout, APP_HOSTS).values())
+    assert_nothing_failed(result)
+    new, old = releases["changed_id"], releases["base"]
+    assert [current(stack, host) for host in APP_HOSTS] == [new, new]
+    assert [current(stack, host, "previous") for host in APP_HOSTS] == [old, old]
+    seen = result["releases"]
+    assert set(seen) <= {old, new} and seen[new]["answers"] > 0, seen
+    # No answer from the old release once the deploy has finished.
+    assert result["started_at"] + seen[old]["last"] <= done, (seen, result["started_at"], done)
+
+    code, _, page = visitor("/?after-deploy")
+    new_css = CSS.search(page).group(0)
+    assert code == 200 and new_css != old_css
+    for url in (old_css, new_css):  # a query string passes Varnish's cache: the app hosts answer
+        assert visitor(f"{url}?v={time.time()}")[0] == 200, url
+
+
+def test_broken_release_goes_back_by_itself(stack, releases):
+    """A release whose /healthz fails is stopped at the first host's gate: every host ends on the
+    release it ran, the run fails naming the host and the check, and no request failed."""
+    before = releases["changed_id"]
+    load = Load(stack)
+    load.start()
+    proc = stack.playbook("deploy-broken", "playbooks/deploy.yml", "-e", f"app_build_source={releases['broken']}",
+                          check=False)
+    result = load.stop()
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert re.search(rf"Deploy of {releases['broken_id']} failed on app1 at 'Check the app's own health", out), \
+        out[-3000:]
+    assert "Every app host is back on the release it ran before" in out
+    assert_nothing_failed(result)
+    assert [current(stack, host) for host in APP_HOSTS] == [before, before]
+    assert [current(stack, host, "previous") for host in APP_HOSTS] == [releases["base"]] * 2
+    assert set(result["releases"]) == {before}, result["releases"]
+    for host in APP_HOSTS:  # both back in the edge, healthy
+        listed = stack.host("edge1").check_output(f"sudo varnishadm backend.list {host}")
+        assert re.search(rf"\.{host}\s+probe\s+\S+\s+healthy", listed), listed
+
+
+def test_rollback_needs_no_release_id(stack, releases):
+    """`make rollback` goes back to the release before, with the same rolling mechanics."""
+    load = Load(stack)
+    load.start()
+    proc = run(["make", "rollback"], env=STACK_ENV)
+    result = load.stop()
+    assert proc.returncode == 0, proc.stdout[-5000:]
+    assert_nothing_failed(result)
+    base = releases["base"]
+    assert [current(stack, host) for host in APP_HOSTS] == [base, base]
+    assert [current(stack, host, "previous") for host in APP_HOSTS] == [releases["changed_id"]] * 2
+
+
+def test_a_second_deploy_migrating_at_once_stops(stack, releases):
+    """While another deploy holds the migration lock, a deploy stops at its migrations with a
+    message saying so, and changes nothing."""
+    key = int(hashlib.sha1(b"djdemo").hexdigest()[:15], 16)
+    primary = next(h for h in ("db1", "db2") if stack.host(h).check_output(
+        "sudo -u postgres psql -XAtc 'SELECT pg_is_in_recovery()'") == "f")
+    db = stack.host(primary)
+    db.check_output(f"nohup sudo -u postgres psql -Xd djdemo -c 'SELECT pg_advisory_lock({key}), pg_sleep(120)' "
+                    "> /dev/null 2>&1 < /dev/null &")
+    try:
+        for _ in range(20):
+            held = db.check_output(f"sudo -u postgres psql -XAtd djdemo -c \"SELECT count(*) FROM pg_locks "
+                                   f"WHERE locktype = 'advisory' AND granted\"")
+            if held != "0":
+                break
+            time.sleep(0.5)
+        proc = stack.playbook("deploy-locked", "playbooks/deploy.yml", "-e", f"app_release_id={releases['base']}",
+                              "--tags", "migrate", check=False)
+    finally:
+        db.run("sudo -u postgres psql -Xd djdemo -c \"SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+               "WHERE query LIKE '%pg_advisory_lock%' AND pid <> pg_backend_pid()\"")
+    assert proc.returncode != 0
+    assert "Another deploy of djdemo is migrating the database right now" in proc.stdout + proc.stderr
+    assert [current(stack, host) for host in APP_HOSTS] == [releases["base"]] * 2

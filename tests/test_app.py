@@ -9,17 +9,18 @@ import sys
 
 import pytest
 
-from helpers import ROOT, recap, run
+from helpers import ROOT, recap, run, task_results
 
 APP = ROOT / "app"
 LOCK = APP / "requirements.lock"
+DEV_LOCK = APP / "requirements-dev.lock"
 RELEASE_ID = re.compile(r"^\d+\.\d+\.\d+-[0-9a-f]{12}$")
 
 
 @pytest.fixture(scope="session")
 def app_python():
     """A venv with exactly the locked dependencies, made once per requirements.lock."""
-    key = hashlib.sha256(LOCK.read_bytes()).hexdigest()[:16]
+    key = hashlib.sha256(LOCK.read_bytes() + DEV_LOCK.read_bytes()).hexdigest()[:16]
     base = ROOT / ".cache" / "app-venv"
     venv = base / key
     python = venv / "bin" / "python"
@@ -28,8 +29,8 @@ def app_python():
             for old in base.iterdir():  # venvs of earlier lock files
                 shutil.rmtree(old, ignore_errors=True)
         run([sys.executable, "-m", "venv", str(venv)], check=True)
-        run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r", str(LOCK)],
-            check=True, timeout=900)
+        run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r", str(LOCK),
+             "-r", str(DEV_LOCK)], check=True, timeout=900)
         (venv / ".complete").touch()
     return python
 
@@ -51,6 +52,32 @@ def test_django_test_suite(app_python):
     ran = re.search(r"^Ran (\d+) tests?", output, re.M)
     assert defined and ran and int(ran.group(1)) == defined, (defined, output[-5000:])
     assert re.search(r"^OK$", output, re.M), output[-5000:]
+
+
+def lint_migrations(app_python, app_dir):
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("DJDEMO_", "DJANGO_"))}
+    env.update(PYTHONPATH=str(app_dir / "src"), PYTHONDONTWRITEBYTECODE="1")
+    return subprocess.run([str(app_python), "-m", "django", "lintmigrations", "--settings", "tests.migration_lint_settings"],
+                          cwd=app_dir, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_migrations_are_safe_to_roll(app_python, tmp_path):
+    """During a rolling deploy the running release works on the migrated schema: the linter
+    passes the app's migrations and flags one that drops a column."""
+    proc = lint_migrations(app_python, APP)
+    assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-5000:]
+    assert re.search(r"\(core, 0001_initial\)\.\.\. OK", proc.stdout), proc.stdout
+
+    app = tmp_path / "app"
+    shutil.copytree(APP, app, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    (app / "src" / "djdemo" / "core" / "migrations" / "0002_drop_text.py").write_text(
+        "from django.db import migrations\n\n\n"
+        "class Migration(migrations.Migration):\n"
+        '    dependencies = [("core", "0001_initial")]\n'
+        '    operations = [migrations.RemoveField("note", "text")]\n')
+    proc = lint_migrations(app_python, app)
+    assert proc.returncode != 0, proc.stdout
+    assert re.search(r"\(core, 0002_drop_text\)\.\.\. ERR", proc.stdout), proc.stdout
 
 
 def test_release_id_is_content_based(tmp_path):
@@ -133,6 +160,26 @@ def test_build_twice(tmp_path):
     if shutil.which("python3.11"):
         assert "Install the release into it from the wheelhouse alone" in first.stdout
         assert "Not trying the wheelhouse offline" not in first.stdout
+
+    # A changed app with the same pins takes the dependency wheels of the release above, not a
+    # new download; changed pins download them.
+    app = tmp_path / "app"
+    shutil.copytree(APP, app, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    (app / "src" / "djdemo" / "changed.py").write_text("CHANGED = True\n")
+    code_only = run([*command, "-e", f"app_build_source={app}"], timeout=600)
+    assert code_only.returncode == 0, code_only.stdout[-20000:]
+    assert task_results(code_only.stdout, "Reuse the dependency wheels of an earlier release with the same pins "
+                        "and target") == {"localhost": "changed"}
+    assert "Download every locked dependency as a wheel for the target hosts" not in code_only.stdout
+    reused = build_dir / release_id(app)
+    assert sorted(p.name for p in (reused / "wheels").iterdir()) == wheels
+    assert subprocess.run(["sha256sum", "--check", "--quiet", "SHA256SUMS"], cwd=reused).returncode == 0
+    with open(app / "requirements.lock", "a") as lock:
+        lock.write("# pins changed\n")
+    new_pins = run([*command, "-e", f"app_build_source={app}"], timeout=1200)
+    assert new_pins.returncode == 0, new_pins.stdout[-20000:]
+    assert task_results(new_pins.stdout, "Download every locked dependency as a wheel for the target hosts") == \
+        {"localhost": "changed"}
 
 
 def test_failed_build_leaves_nothing(tmp_path):

@@ -28,7 +28,7 @@ for tree in changed broken; do
 done
 
 # times LOG: the total and, per host, the time its roll (or revert) took, from profile_tasks'
-# timestamps ("Roll <host> onto" / "Revert <host> to" up to the next play or host).
+# timestamps ("Roll onto" / "Revert to" up to the next play or roll).
 times() {
   python3 - "$1" <<'PY'
 import re, sys, datetime
@@ -37,10 +37,10 @@ stamps = [(m.start(), datetime.datetime.strptime(m.group(1), "%d %B %Y  %H:%M:%S
           for m in re.finditer(r"^\w+ (\d+ \w+ \d+  \d\d:\d\d:\d\d) \+0000", text, re.M)]
 def at(pos):  # the timestamp printed right after a task header
     return next(t for p, t in stamps if p > pos)
-# (A task's name shows the first host of the play; the include line names the host.)
+# (The include line names the host.)
 marks = [(m.start(), m.group(1), re.compile(r"^included: \S+app_roll\.yml for (\S+)", re.M).search(text, m.start()).group(1))
-         for m in re.finditer(r"^TASK \[(Roll|Revert) \S+ (?:onto|to) ", text, re.M)]
-ends = [m.start() for m in re.finditer(r"^(PLAY \[|TASK \[(?:Roll|Revert) )", text, re.M)]
+         for m in re.finditer(r"^TASK \[(Roll|Revert) (?:onto|to) ", text, re.M)]
+ends = [m.start() for m in re.finditer(r"^(PLAY \[|TASK \[(?:Roll|Revert) (?:onto|to) )", text, re.M)]
 out = []
 for pos, kind, host in marks:
     end = next((e for e in ends if e > pos), len(text))

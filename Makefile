@@ -6,7 +6,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 PLAYBOOKS := site.yml $(wildcard playbooks/*.yml)
 
-.PHONY: venv lab site deploy rollback lab-engine lint syntax test destroy clean bench
+.PHONY: venv lab site deploy rollback lab-engine lint syntax test destroy purge-backups clean bench redeploy-test
 
 # Re-running does nothing unless requirements changed.
 $(STAMP): requirements.txt
@@ -48,11 +48,22 @@ syntax: venv
 test: lint syntax lab-engine
 	pytest tests
 
+## Remove every lab host. The backup repository's storage is kept: `make lab` restores from it.
 destroy: venv
 	ansible-playbook playbooks/lab.yml -e lab_state=absent
 
-clean: destroy
-	rm -rf .lab $(VENV)
+## Remove every lab host AND the kept backup repository: every backup is lost.
+purge-backups: venv
+	ansible-playbook playbooks/lab.yml -e lab_state=absent -e lab_purge_kept_storage=true
+
+## Everything the lab made: hosts, backups, keys, the vault password (the lab vault is then unreadable).
+clean: purge-backups
+	rm -rf .lab $(VENV) inventories/lab/group_vars/all/vault.yml
+
+## Write data, destroy every host, `make lab` again, compare: on a stack lab of its own
+## (tests/z_stack: STACK_LAB_NAME, STACK_LAB_NET), removed afterwards.
+redeploy-test: venv lab-engine
+	pytest tests/z_stack/test_redeploy.py
 
 bench: venv
 	bench/converge.sh

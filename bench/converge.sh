@@ -18,7 +18,7 @@ timed() {  # name, command...: runs it, prints elapsed seconds
   echo $(( ($(date +%s%N) - t0) / 1000000 ))
 }
 
-ansible-playbook playbooks/lab.yml -e lab_state=absent > "$log/destroy.log" 2>&1
+ansible-playbook playbooks/lab.yml -e lab_state=absent -e lab_purge_kept_storage=true > "$log/destroy.log" 2>&1
 rm -rf "$ANSIBLE_CACHE_PLUGIN_CONNECTION"
 lab=$(timed lab ansible-playbook playbooks/lab.yml)
 fresh=$(timed fresh ansible-playbook site.yml)
@@ -32,4 +32,4 @@ print(f"| no-op re-run, site.yml | {noop:.0f} s |")
 print(f"| no-op / fresh | {noop / fresh:.2f} |")
 PY
 grep -E 'changed=' "$log/noop.log" | awk '{print "noop recap:", $1, $4}' | sort -u | head -20
-[ "${KEEP_BENCH:-0}" = 1 ] || ansible-playbook playbooks/lab.yml -e lab_state=absent > "$log/destroy.log" 2>&1
+[ "${KEEP_BENCH:-0}" = 1 ] || ansible-playbook playbooks/lab.yml -e lab_state=absent -e lab_purge_kept_storage=true > "$log/destroy.log" 2>&1

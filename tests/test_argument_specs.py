@@ -87,6 +87,11 @@ CASES = [
      "postgresql_app_password, postgresql_replication_password"),
     ("postgresql", {**GOOD_POSTGRESQL, "postgresql_tls_cert_src": "/nonexistent/db1.crt"}, "postgresql_tls_cert_src"),
     ("pgbackrest", _without(GOOD_PGBACKREST, "pgbackrest_cipher_pass"), "missing required arguments: pgbackrest_cipher_pass"),
+    ("pgbackrest", {**GOOD_PGBACKREST, "pgbackrest_repositories": [{"type": "s3", "path": "/x", "bucket": "b"}]},
+     "pgbackrest_repositories[0] (s3) needs bucket, endpoint, region, key and key_secret"),
+    ("pgbackrest", {**GOOD_PGBACKREST, "pgbackrest_repositories": [{"type": "gcs", "path": "/x"}]},
+     "pgbackrest_repositories"),
+    ("pgbackrest", {**GOOD_PGBACKREST, "pgbackrest_phase": "stanza"}, "pgbackrest_phase"),
     # No `backup` group in the harness's inventory: no repository host.
     ("pgbackrest", GOOD_PGBACKREST, "pgbackrest_repo_host"),
     ("postfix", {"postfix_bind_address": "0.0.0.0"}, "postfix_bind_address"),

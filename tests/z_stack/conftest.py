@@ -53,6 +53,11 @@ class Stack:
                 ssh_extra_args=SSH_OPTIONS)
         return self._hosts[name]
 
+    def reset(self):
+        """Forget the SSH connections to hosts that were replaced (same addresses, new hosts)."""
+        self._hosts = {}
+        run(["sh", "-c", f"rm -f /tmp/.djstack-ti-{STACK_LAB_NAME}-*"])
+
     def addresses(self):
         """Every inventory host's address (and login), as Ansible renders them."""
         if self._addresses is None:
@@ -70,6 +75,10 @@ def stack():
     if os.environ.get("STACK_REUSE") == "1":
         yield s
         return
+    # The stack lab starts without backups: a repository left by an earlier run would be
+    # restored (and its passphrase may be another vault's).
+    purge = ["ansible-playbook", "playbooks/lab.yml", "-e", "lab_state=absent", "-e", "lab_purge_kept_storage=true"]
+    run(purge, env=STACK_ENV, check=True)
     try:
         s.playbook("lab", "playbooks/lab.yml")
         s.playbook("converge", "site.yml")
@@ -78,7 +87,7 @@ def stack():
         yield s
     finally:
         if os.environ.get("KEEP_STACK") != "1":
-            run(["ansible-playbook", "playbooks/lab.yml", "-e", "lab_state=absent"], env=STACK_ENV)
+            run(purge, env=STACK_ENV)
 
 
 SITE = "www.djstack.test"

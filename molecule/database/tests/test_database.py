@@ -201,6 +201,29 @@ def test_converge_never_reinitialises_or_reseeds(db1, db2):
     assert local(db2, "SELECT count(*) FROM guard", db=APP_DB) == "1"
 
 
+def test_a_primary_that_disagrees_with_the_replica_or_the_repository_stops_the_run(db1, db2):
+    """Guards of a rebuilt primary: with no cluster while the replica holds one, the run stops
+    instead of starting an empty database beside the old one; with a cluster that is not the
+    one the repository backs up (another system identifier), it stops too. Nothing is created."""
+    data, service = "/var/lib/postgresql/15/main", "postgresql@15-main.service"
+    db1.check_output(f"systemctl stop {service} && mv {data} {data}.aside")
+    try:
+        proc, _ = playbook("database.yml", "--tags", "postgresql")
+        assert proc.returncode != 0, proc.stdout[-3000:]
+        assert f"{_name('db_primary')} is the primary in the inventory but has no cluster, while {_name('db_replica')} has one" \
+            in proc.text, proc.text[-5000:]
+        assert not db1.file(f"{data}/PG_VERSION").exists, "a cluster was created anyway"
+
+        db1.check_output(f"runuser -u postgres -- {PG}/initdb -D {data} >/dev/null && systemctl start {service}")
+        proc, _ = playbook("database.yml", "--tags", "postgresql", "--limit", _name("db_primary"))
+        assert proc.returncode != 0, proc.stdout[-3000:]
+        assert "but stanza 'main' in the repository belongs to" in proc.text, proc.text[-5000:]
+    finally:
+        db1.check_output(f"systemctl stop {service}; rm -rf {data}; mv {data}.aside {data} && systemctl start {service}")
+    assert local(db1, "SELECT pg_is_in_recovery()") == "f"
+    assert _replays(db2, "SELECT count(*) FROM guard", "1")
+
+
 def test_a_postgresql_conf_that_postgres_rejects_never_goes_live(db1):
     """A setting the argument spec lets through but PostgreSQL refuses: `postgres -C` fails on the
     candidate file, the run stops at that task, and the live file and server are untouched."""

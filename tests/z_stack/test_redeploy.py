@@ -1,0 +1,165 @@
+"""Redeploy on fresh infrastructure (`make redeploy-test`): write data through the site, make
+sure the backup repository has it, fingerprint it, destroy every host with `make destroy`,
+rebuild with `make lab` (nothing else typed), and compare.
+
+This module sorts last among the stack tests on purpose: it replaces every host of the lab.
+It prints the RPO (acknowledged writes not restored, and their time window) and the time to
+recover, and keeps them in .lab/redeploy-<lab>.json for bench/RESULTS.md.
+"""
+import json
+import shlex
+import sys
+import time
+
+from conftest import CA_ON_CLIENT, SITE, STACK_ENV, STACK_LAB_NAME, csrf_token
+from helpers import ROOT, run
+
+STAFF, STAFF_PASSWORD = "redeploy-admin", "redeploy-admin-password-not-a-secret"
+JAR = "/tmp/redeploy-jar"
+NOTES_TABLE = "public.core_note"
+TIMELINE = "SELECT timeline_id FROM pg_control_checkpoint()"
+
+
+def sh(stack, host, command):
+    return stack.host(host).check_output(command)
+
+
+def psql(stack, sql, host="db1", db="djdemo"):
+    return sh(stack, host, f"sudo -u postgres psql -d {db} -XAtqc {shlex.quote(sql)}")
+
+
+def post_note(visitor, text):
+    code, _, body = visitor("/notes", "-H", shlex.quote("Content-Type: application/json"),
+                            "--data", shlex.quote(json.dumps({"text": text})))
+    assert code == 201, body[:500]
+    return json.loads(body)["id"]
+
+
+def wait_archived(stack):
+    """Close the current WAL segment and wait until pgBackRest has it: what is acknowledged
+    before this point is in the repository."""
+    wal = psql(stack, "SELECT pg_walfile_name(pg_switch_wal())")
+    for _ in range(120):
+        archived = psql(stack, "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver")
+        if archived >= wal:
+            return wal
+        time.sleep(1)
+    raise AssertionError(f"WAL {wal} was not archived within 120 s (last archived: {archived})")
+
+
+def fingerprint(stack, visitor, note_ids, last_archived_note):
+    """Every table's rows in a stable order, hashed; the chosen pages; the DKIM key; the stanza.
+    Notes written after the archive point are left out of the hash: whether they survive is
+    the RPO, reported on its own."""
+    tables = psql(stack, "SELECT format('%I.%I', schemaname, tablename) FROM pg_tables "
+                         "WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1").split()
+    assert NOTES_TABLE in tables, tables
+    rows = {}
+    for table in tables:
+        where = f" WHERE t.id <= {last_archived_note}" if table == NOTES_TABLE else ""
+        rows[table] = psql(stack, f"SELECT count(*) || ' ' || md5(coalesce(string_agg(t::text, E'\\n' "
+                                  f"ORDER BY t::text), '')) FROM {table} t{where}")
+    pages = {}
+    for path in ["/", *[f"/notes/{i}" for i in note_ids]]:
+        code, _, body = visitor(path)
+        assert code == 200, (path, body[:300])
+        pages[path] = body
+    info = json.loads(sh(stack, "backup1", "sudo -u postgres pgbackrest --stanza=main --output=json info"))[0]
+    key = sh(stack, "mail1", "sudo sh -c 'openssl pkey -in /etc/dkimkeys/*.private -pubout' | sha256sum")
+    zone = (ROOT / "build" / "dns" / "lab" / "djstack.test.zone").read_text()
+    edge_names = sh(stack, "client1", f"echo | openssl s_client -connect {stack.addresses()['edge1']}:443 "
+                                      f"-servername {SITE} 2>/dev/null | openssl x509 -noout -ext subjectAltName")
+    return {
+        "rows": rows,
+        "pages": pages,
+        "system_id": psql(stack, "SELECT system_identifier FROM pg_control_system()"),
+        "stanza_system_ids": sorted(str(db["system-id"]) for db in info["db"]),
+        "dkim_public_key": key.split()[0],
+        "dkim_dns_record": [line for line in zone.splitlines() if "_domainkey" in line],
+        "tls_names": edge_names.strip(),
+    }
+
+
+def log_in(stack, visitor):
+    """A staff user logs in through the edge; the session cookie jar stays on the controller."""
+    script = ("from django.contrib.auth import get_user_model; U = get_user_model(); "
+              f"u = U.objects.filter(username='{STAFF}').first() or U(username='{STAFF}', is_staff=True); "
+              f"u.is_staff = True; u.set_password('{STAFF_PASSWORD}'); u.save()")
+    sh(stack, "app1", f"sudo /usr/local/sbin/djdemo-manage shell -c {shlex.quote(script)}")
+    stack.host("client1").run(f"rm -f {JAR}")
+    code, _, form = visitor("/accounts/login/", jar=JAR)
+    assert code == 200, form[:300]
+    code, headers, _ = visitor("/accounts/login/", "-H", shlex.quote(f"Referer: https://{SITE}/accounts/login/"),
+                               "--data-urlencode", shlex.quote(f"csrfmiddlewaretoken={csrf_token(form)}"),
+                               "--data-urlencode", f"username={STAFF}",
+                               "--data-urlencode", f"password={STAFF_PASSWORD}", jar=JAR)
+    assert code == 302, headers
+    assert_logged_in(visitor)
+    return sh(stack, "client1", f"cat {JAR}")
+
+
+def assert_logged_in(visitor):
+    code, headers, body = visitor("/admin/", jar=JAR)
+    assert code == 200 and STAFF in body, (code, headers, body[:500])
+
+
+def host_key(stack, host):
+    return sh(stack, host, "cat /etc/ssh/ssh_host_ed25519_key.pub").split()[1]
+
+
+def containers():
+    return run(["docker", "ps", "-a", "-q", "--filter", f"label=djstack.lab={STACK_LAB_NAME}"], check=True).stdout.split()
+
+
+def test_destroy_every_host_then_make_lab_brings_the_same_site_back(stack, visitor):
+    # Data through the site: a logged-in staff session, notes through the edge.
+    jar = log_in(stack, visitor)
+    note_ids = [post_note(visitor, f"redeploy note {i} {time.time_ns()}") for i in range(20)]
+    archived_wal = wait_archived(stack)
+    before = fingerprint(stack, visitor, note_ids, max(note_ids))
+    old_keys = {h: host_key(stack, h) for h in ("db1", "edge1")}
+    timeline = int(psql(stack, TIMELINE))
+    # Writes acknowledged after the archive point, right before the hosts go: the RPO.
+    late = []
+    for i in range(5):
+        late.append((post_note(visitor, f"late note {i}"), time.time()))
+    destroyed_at = time.time()
+
+    run(["make", "destroy"], env=STACK_ENV, check=True)
+    assert containers() == [], "make destroy left containers"
+    stack.reset()
+
+    started = time.time()
+    run(["make", "lab"], env=STACK_ENV, check=True, timeout=2400)
+    recovered = time.time() - started
+
+    # The rebuilt client needs the lab CA again (its /tmp is new), and the saved session.
+    ca = ROOT / ".lab" / "pki" / STACK_LAB_NAME / "ca.crt"
+    stack.ansible("client1", "-m", "ansible.builtin.copy", "-a", f"src={ca} dest={CA_ON_CLIENT} mode=0644")
+    stack.ansible("client1", "-m", "ansible.builtin.copy", "-a", f"dest={JAR} mode=0600 content={shlex.quote(jar)}")
+    new_keys = {h: host_key(stack, h) for h in old_keys}
+    after = fingerprint(stack, visitor, note_ids, max(note_ids))
+
+    # The same system identifier: restored, not initialised (initdb makes a new one).
+    for part in before:
+        assert after[part] == before[part], f"{part} differs after the redeploy"
+    assert int(psql(stack, TIMELINE)) > timeline, "no archive recovery ran on the rebuilt primary"
+    assert_logged_in(visitor)
+    assert all(new_keys[h] != old_keys[h] for h in old_keys), "rebuilt hosts kept their SSH host keys?"
+
+    restored = set(psql(stack, f"SELECT id FROM {NOTES_TABLE} WHERE id > {max(note_ids)}").split())
+    lost = [(i, t) for i, t in late if str(i) not in restored]
+    window = (destroyed_at - min(t for _, t in lost)) if lost else 0.0
+    report = {
+        "archived_wal_before_destroy": archived_wal,
+        "acknowledged_after_archive": len(late),
+        "lost": len(lost),
+        "rpo_window_s": round(window, 1),
+        "recovery_s": round(recovered, 1),
+        "tables": len(before["rows"]),
+        "pages": len(before["pages"]),
+    }
+    (ROOT / ".lab" / f"redeploy-{STACK_LAB_NAME}.json").write_text(json.dumps(report, indent=2))
+    sys.__stdout__.write(f"\nREDEPLOY: RPO {len(lost)} of {len(late)} writes acknowledged after the last archived "
+                         f"WAL lost (window {window:.1f} s); every write before it restored; "
+                         f"time to recover (make lab) {recovered:.0f} s; {report}\n")

@@ -9,7 +9,7 @@ from django.test import Client, TestCase, override_settings
 
 from djdemo.core.models import Note
 
-BROKEN_REDIS = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+BROKEN_REDIS = {"default": {"BACKEND": "djdemo.cache.TolerantRedisCache",
                             "LOCATION": "redis://127.0.0.1:9/0",
                             "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1}}}
 
@@ -52,15 +52,23 @@ class Healthz(TestCase):
     def test_head_works_for_probes(self):
         self.assertEqual(self.client.head("/healthz").status_code, 200)
 
-    def test_broken_cache_is_503(self):
+    def test_broken_cache_is_degraded_for_the_probe_and_not_ready_for_a_deploy(self):
         with override_settings(CACHES=BROKEN_REDIS), self.assertLogs("djdemo.core.views", "WARNING"):
-            response = self.client.get("/healthz")
-        self.assertEqual(response.status_code, 503)
-        body = response.json()
-        self.assertEqual(body["status"], "fail")
-        self.assertEqual(body["checks"]["database"], "ok")
-        self.assertTrue(body["checks"]["cache"].startswith("fail: "), body)
-        self.assertIn("no-store", response["Cache-Control"])
+            live = self.client.get("/healthz")
+            ready = self.client.get("/readyz")
+        self.assertEqual(live.status_code, 200)
+        self.assertEqual(live.json()["status"], "degraded")
+        self.assertEqual(live.json()["checks"]["database"], "ok")
+        self.assertTrue(live.json()["checks"]["cache"].startswith("fail: "), live.json())
+        self.assertEqual(ready.status_code, 503)
+        self.assertEqual(ready.json()["status"], "fail")
+        self.assertIn("no-store", live["Cache-Control"])
+        self.assertIn("no-store", ready["Cache-Control"])
+
+    def test_ready_when_everything_answers(self):
+        response = self.client.get("/readyz")
+        self.assertEqual(response.status_code, 200)
+        self.assertEqual(response.json()["status"], "ok")
 
     def test_a_failed_probe_mails_nobody(self):
         with mock.patch.object(connections["default"], "cursor", side_effect=OperationalError("gone")), \
@@ -72,7 +80,8 @@ class Healthz(TestCase):
         with mock.patch.object(connections["default"], "cursor", side_effect=OperationalError("gone")), \
                 self.assertLogs("djdemo.core.views", "WARNING") as logs:
             response = self.client.get("/healthz")
-        self.assertEqual(response.status_code, 503)
+            ready = self.client.get("/readyz")
+        self.assertEqual((response.status_code, ready.status_code), (503, 503))
         self.assertEqual(response.json()["checks"], {"database": "fail: OperationalError", "cache": "ok"})
         self.assertIn("gone", "\n".join(logs.output))  # the reason goes to the log, not the response
 
@@ -189,3 +198,36 @@ class Slow(TestCase):
             with self.subTest(seconds=value):
                 self.assertEqual(self.client.get(f"/slow?seconds={value}").status_code, 400)
         self.assertEqual(self.client.post("/slow").status_code, 405)
+
+
+class CacheDown(TestCase):
+    """A dead cache server makes pages slower, never failed: every call answers as a miss,
+    and the server is skipped for a few seconds after a failure (no timeout per request)."""
+
+    def test_pages_and_writes_are_served(self):
+        with override_settings(CACHES=BROKEN_REDIS), self.assertLogs("djdemo.cache", "WARNING"):
+            self.assertEqual(self.client.get("/").status_code, 200)
+            self.assertEqual(self.client.get("/status").status_code, 200)
+            created = self.client.post("/notes", json.dumps({"text": "while the cache is down"}),
+                                       content_type="application/json")
+            self.assertEqual(created.status_code, 201)
+            self.assertEqual(self.client.get(f"/notes/{created.json()['id']}").status_code, 200)
+
+    def test_a_logged_in_user_stays_logged_in(self):
+        from django.contrib.auth import get_user_model
+        get_user_model().objects.create_user("cachedown", password="cachedown-password-0123")
+        self.assertTrue(self.client.login(username="cachedown", password="cachedown-password-0123"))
+        with override_settings(CACHES=BROKEN_REDIS), self.assertLogs("djdemo.cache", "WARNING"):
+            response = self.client.get("/accounts/password_change/")
+        self.assertEqual(response.status_code, 200)  # not a redirect to the login page
+
+    def test_the_server_is_skipped_after_a_failure(self):
+        from django.core.cache import caches
+        with override_settings(CACHES=BROKEN_REDIS), self.assertLogs("djdemo.cache", "WARNING") as logs:
+            backend = caches["default"]
+            self.assertEqual(backend.get("k", "fallback"), "fallback")
+            with mock.patch("django.core.cache.backends.redis.RedisCache.get") as server:
+                self.assertIsNone(backend.get("k"))
+                backend.set("k", 1)
+            server.assert_not_called()
+        self.assertEqual(len(logs.output), 1, logs.output)  # one warning per outage, not per call

@@ -84,10 +84,14 @@ class SettingsFromEnvironment(SimpleTestCase):
         default, replica = settings["DATABASES"]["default"], settings["DATABASES"]["replica"]
         self.assertEqual(default["ENGINE"], "django.db.backends.postgresql")
         self.assertEqual((default["HOST"], default["PORT"], default["NAME"], default["USER"], default["PASSWORD"]),
-                         ("10.0.0.21", "5432", "app", "app", "pw"))
+                         ("10.0.0.21,10.0.0.22,10.0.0.23", "5432", "app", "app", "pw"))
         self.assertEqual(default["OPTIONS"]["sslmode"], "require")
-        self.assertEqual(replica["HOST"], "10.0.0.22,10.0.0.23")
+        # Writes find whichever host takes them (after a failover too); reads prefer a replica
+        # and fall back to the primary, listed last.
+        self.assertEqual(default["OPTIONS"]["target_session_attrs"], "read-write")
+        self.assertEqual(replica["HOST"], "10.0.0.22,10.0.0.23,10.0.0.21")
         self.assertEqual(replica["OPTIONS"]["target_session_attrs"], "prefer-standby")
+        self.assertEqual(default["OPTIONS"]["connect_timeout"], 2)
         self.assertEqual(replica["TEST"], {"MIRROR": "default"})
         self.assertEqual(default["CONN_MAX_AGE"], 60)
 
@@ -108,11 +112,11 @@ class SettingsFromEnvironment(SimpleTestCase):
 
     def test_cache_backends(self):
         redis = load({**KEY, "DJDEMO_CACHE_BACKEND": "redis", "DJDEMO_REDIS_URL": "redis://app:pw@10.0.0.31:6379/0"})
-        self.assertEqual(redis["CACHES"]["default"]["BACKEND"], "django.core.cache.backends.redis.RedisCache")
+        self.assertEqual(redis["CACHES"]["default"]["BACKEND"], "djdemo.cache.TolerantRedisCache")
         self.assertEqual(redis["CACHES"]["default"]["LOCATION"], "redis://app:pw@10.0.0.31:6379/0")
         memcached = load({**KEY, "DJDEMO_CACHE_BACKEND": "memcached", "DJDEMO_MEMCACHED_LOCATION": "10.0.0.31:11211"})
         self.assertEqual(memcached["CACHES"]["default"]["BACKEND"],
-                         "django.core.cache.backends.memcached.PyMemcacheCache")
+                         "djdemo.cache.TolerantPyMemcacheCache")
         self.assertEqual(memcached["CACHES"]["default"]["LOCATION"], ["10.0.0.31:11211"])
         for backend in ("redis", "memcached"):
             with self.subTest(backend=backend), self.assertRaises(ImproperlyConfigured):

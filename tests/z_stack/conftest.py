@@ -8,6 +8,7 @@ import json
 import os
 import re
 import shlex
+import time
 
 import pytest
 import testinfra
@@ -128,6 +129,39 @@ def app_user(stack):
               f"u.set_password('{PASSWORD}'); u.save()")
     stack.host("app1").check_output(f"sudo /usr/local/sbin/djdemo-manage shell -c {shlex.quote(script)}")
     return USER
+
+
+LOADGEN_ON_CLIENT = "/tmp/djstack-loadgen.py"
+
+
+class Load:
+    """tests/loadgen.py on client1 against the site through the edge, in the background from
+    start() until stop(); `args` are loadgen's (rate, mix, slow requests)."""
+
+    def __init__(self, stack, args):
+        self.client = stack.host("client1")
+        self.edge = stack.addresses()["edge1"]
+        self.args = args
+        stack.ansible("client1", "-m", "ansible.builtin.copy", "-a",
+                      f"src={ROOT / 'tests' / 'loadgen.py'} dest={LOADGEN_ON_CLIENT} mode=0644")
+
+    def start(self):
+        self.client.check_output("rm -f /tmp/loadgen.stop /tmp/loadgen.json /tmp/loadgen.err")
+        self.client.check_output(
+            f"nohup python3 {LOADGEN_ON_CLIENT} --address {self.edge} --host {SITE} --ca {CA_ON_CLIENT} "
+            f"--seconds 600 --stop-file /tmp/loadgen.stop {' '.join(self.args)} "
+            "> /tmp/loadgen.json 2> /tmp/loadgen.err < /dev/null &")
+        time.sleep(3)  # the load runs before the change starts
+
+    def stop(self):
+        time.sleep(5)  # and goes on after it ended
+        self.client.check_output("touch /tmp/loadgen.stop")
+        for _ in range(60):  # the slow requests still in flight finish (at most 20 s)
+            out = self.client.run("cat /tmp/loadgen.json").stdout
+            if out.rstrip().endswith("}"):
+                return json.loads(out)
+            time.sleep(1)
+        pytest.fail("the load generator did not finish: " + self.client.run("cat /tmp/loadgen.err").stdout)
 
 
 def csrf_token(form):

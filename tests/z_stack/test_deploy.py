@@ -9,19 +9,17 @@ The lab ends as it started: on the release built from app/ (the module's teardow
 back if a test stopped half-way).
 """
 import hashlib
-import json
 import re
 import shutil
 import time
 
 import pytest
 
-from conftest import CA_ON_CLIENT, SITE, STACK_ENV
+from conftest import STACK_ENV, Load
 from helpers import ROOT, recap, run
 
 APP_HOSTS = ["app1", "app2"]
 LOAD = ["--rate", "100", "--mix", "50,40,10", "--slow-every", "4", "--slow-min", "10", "--slow-max", "20"]
-LOADGEN_ON_CLIENT = "/tmp/djstack-loadgen.py"
 CSS = re.compile(r"/static/core/site\.[0-9a-f]{12}\.css")
 
 
@@ -33,32 +31,6 @@ def current(stack, host, link="current"):
     return stack.host(host).check_output(f"readlink /srv/djdemo/{link}").rsplit("/", 1)[-1]
 
 
-class Load:
-    """tests/loadgen.py on client1, in the background until stop()."""
-
-    def __init__(self, stack):
-        self.client = stack.host("client1")
-        self.edge = stack.addresses()["edge1"]
-
-    def start(self):
-        self.client.check_output(f"rm -f /tmp/loadgen.stop /tmp/loadgen.json /tmp/loadgen.err")
-        self.client.check_output(
-            f"nohup python3 {LOADGEN_ON_CLIENT} --address {self.edge} --host {SITE} --ca {CA_ON_CLIENT} "
-            f"--seconds 600 --stop-file /tmp/loadgen.stop {' '.join(LOAD)} "
-            "> /tmp/loadgen.json 2> /tmp/loadgen.err < /dev/null &")
-        time.sleep(3)  # the load runs before the deploy starts
-
-    def stop(self):
-        time.sleep(5)  # and goes on after it ended
-        self.client.check_output("touch /tmp/loadgen.stop")
-        for _ in range(60):  # the slow requests still in flight finish (at most 20 s)
-            out = self.client.run("cat /tmp/loadgen.json").stdout
-            if out.rstrip().endswith("}"):
-                return json.loads(out)
-            time.sleep(1)
-        pytest.fail("the load generator did not finish: " + self.client.run("cat /tmp/loadgen.err").stdout)
-
-
 def assert_nothing_failed(result):
     assert result["failed"] == 0, f"failed requests during the deploy: {result['failures']}"
     assert result["rate"] >= 95 and result["counts"].get("slow", 0) >= 10, result
@@ -67,11 +39,8 @@ def assert_nothing_failed(result):
 
 @pytest.fixture(scope="module")
 def releases(stack, visitor, tmp_path_factory):
-    """The release the lab runs (app/), a changed one and a broken one (its /healthz answers 503),
+    """The release the lab runs (app/), a changed one and a broken one (its /readyz answers 503),
     as app source trees; the lab goes back to the first one afterwards."""
-    for name in ("loadgen.py",):
-        stack.ansible("client1", "-m", "ansible.builtin.copy", "-a",
-                      f"src={ROOT / 'tests' / name} dest={LOADGEN_ON_CLIENT} mode=0644")
     base = release_of(ROOT / "app")
     assert all(current(stack, host) == base for host in APP_HOSTS)
     changed = tmp_path_factory.mktemp("deploy") / "changed"
@@ -82,7 +51,8 @@ def releases(stack, visitor, tmp_path_factory):
     shutil.copytree(changed, broken)
     views = broken / "src" / "djdemo" / "core" / "views.py"
     views.write_text(views.read_text().replace(
-        'healthy = all(value == "ok" for value in checks.values())', "healthy = False  # a broken release"))
+        'return _health_answer(checks, all(value == "ok" for value in checks.values()))',
+        "return _health_answer(checks, False)  # a broken release"))
     assert "a broken release" in views.read_text()
     trees = {"base": base, "changed": changed, "broken": broken,
              "changed_id": release_of(changed), "broken_id": release_of(broken)}
@@ -97,7 +67,7 @@ def test_deploy_under_load_drops_nothing(stack, visitor, releases):
     after the deploy from the new release, and both releases' hashed static files served."""
     code, _, page = visitor("/?before-deploy")
     old_css = CSS.search(page).group(0)
-    load = Load(stack)
+    load = Load(stack, LOAD)
     load.start()
     proc = stack.playbook("deploy", "playbooks/deploy.yml", "-e", f"app_build_source={releases['changed']}")
     done = time.time()
@@ -120,17 +90,17 @@ def test_deploy_under_load_drops_nothing(stack, visitor, releases):
 
 
 def test_broken_release_goes_back_by_itself(stack, releases):
-    """A release whose /healthz fails is stopped at the first host's gate: every host ends on the
+    """A release whose /readyz fails is stopped at the first host's gate: every host ends on the
     release it ran, the run fails naming the host and the check, and no request failed."""
     before = releases["changed_id"]
-    load = Load(stack)
+    load = Load(stack, LOAD)
     load.start()
     proc = stack.playbook("deploy-broken", "playbooks/deploy.yml", "-e", f"app_build_source={releases['broken']}",
                           check=False)
     result = load.stop()
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0
-    assert re.search(rf"Deploy of {releases['broken_id']} failed on app1 at 'Check the app's own health", out), \
+    assert re.search(rf"Deploy of {releases['broken_id']} failed on app1 at 'Check the app's own readiness", out), \
         out[-3000:]
     assert "Every app host is back on the release it ran before" in out
     assert_nothing_failed(result)
@@ -144,7 +114,7 @@ def test_broken_release_goes_back_by_itself(stack, releases):
 
 def test_rollback_needs_no_release_id(stack, releases):
     """`make rollback` goes back to the release before, with the same rolling mechanics."""
-    load = Load(stack)
+    load = Load(stack, LOAD)
     load.start()
     proc = run(["make", "rollback"], env=STACK_ENV)
     result = load.stop()

@@ -85,13 +85,16 @@ APP_SERVER_IS_ASGI = APP_SERVER == "uvicorn"
 DB_CONN_MAX_AGE = env.get_int("DB_CONN_MAX_AGE", 0 if APP_SERVER_IS_ASGI else 60)
 DB_HOST = env.get("DB_HOST")
 DB_REPLICA_HOSTS = env.get_list("DB_REPLICA_HOSTS")
+# Seconds libpq waits for each host of a list: a dead host costs at most this, once per
+# connection (persistent connections under gunicorn keep to the host that answered).
+DB_CONNECT_TIMEOUT = env.get_int("DB_CONNECT_TIMEOUT", 2)
 
 
 def _postgresql(host, **options):
     sslrootcert = env.get("DB_SSLROOTCERT")
     opts = {
         "sslmode": env.get("DB_SSLMODE", "verify-full" if sslrootcert else "require"),
-        "connect_timeout": 5,
+        "connect_timeout": DB_CONNECT_TIMEOUT,
         # Reported by PostgreSQL in pg_stat_activity: which app and which release holds a connection.
         "application_name": f"djdemo {RELEASE_ID}"[:63],
         **options,
@@ -112,13 +115,18 @@ def _postgresql(host, **options):
 
 
 if DB_HOST:
-    DATABASES = {"default": _postgresql(DB_HOST)}
+    # Writes: every database host, the expected primary first; libpq connects to the one that
+    # takes writes. After a failover the app finds the promoted host by itself, with the dead
+    # one still listed, and nothing has to be re-deployed.
+    DATABASES = {"default": _postgresql(",".join([DB_HOST, *DB_REPLICA_HOSTS]),
+                                        target_session_attrs="read-write")}
     if DB_REPLICA_HOSTS:
-        # One alias for every replica: libpq takes a host list, spreads connections over it
-        # at random and prefers a server in recovery; if every replica is gone (or one was
-        # promoted) it still connects to what is left rather than failing reads.
+        # Reads: one alias for every replica, then the primary. libpq spreads connections over
+        # the replicas at random and prefers a server in recovery; when no replica answers it
+        # connects to the primary within the same request, so a dead replica fails no read.
         DATABASES["replica"] = _postgresql(
-            ",".join(DB_REPLICA_HOSTS), target_session_attrs="prefer-standby", load_balance_hosts="random")
+            ",".join([*DB_REPLICA_HOSTS, DB_HOST]), target_session_attrs="prefer-standby",
+            load_balance_hosts="random")
         # Tests create no database for the replica: it reads the test copy of the primary.
         DATABASES["replica"]["TEST"] = {"MIRROR": "default"}
 else:
@@ -140,7 +148,8 @@ if CACHE_BACKEND == "redis":
     if not REDIS_URL:
         raise ImproperlyConfigured("DJDEMO_CACHE_BACKEND=redis needs DJDEMO_REDIS_URL")
     _cache = {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        # A failing cache answers as a miss and is skipped for a few seconds (djdemo.cache).
+        "BACKEND": "djdemo.cache.TolerantRedisCache",
         "LOCATION": REDIS_URL,
         # Passed to redis-py's connection pool: a dead server fails a request in seconds.
         "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2, "health_check_interval": 30},
@@ -150,7 +159,7 @@ elif CACHE_BACKEND == "memcached":
     if not MEMCACHED_LOCATION:
         raise ImproperlyConfigured("DJDEMO_CACHE_BACKEND=memcached needs DJDEMO_MEMCACHED_LOCATION (host:port)")
     _cache = {
-        "BACKEND": "django.core.cache.backends.memcached.PyMemcacheCache",
+        "BACKEND": "djdemo.cache.TolerantPyMemcacheCache",
         "LOCATION": MEMCACHED_LOCATION,
         "OPTIONS": {"connect_timeout": 2, "timeout": 2, "use_pooling": True},
     }

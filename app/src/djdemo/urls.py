@@ -7,6 +7,7 @@ from djdemo.core import views
 urlpatterns = [
     path("", views.home, name="home"),
     path("healthz", views.healthz, name="healthz"),
+    path("readyz", views.readyz, name="readyz"),
     path("status", views.status, name="status"),
     path("notes", views.notes, name="notes"),
     path("notes/<int:pk>", views.note_detail, name="note-detail"),

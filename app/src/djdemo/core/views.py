@@ -23,6 +23,7 @@ from django.views.decorators.cache import cache_control, never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_safe
 
+from djdemo.cache import CacheUnavailable
 from djdemo.core.models import Note
 
 log = logging.getLogger(__name__)
@@ -74,9 +75,8 @@ def _failure(check, exc):
     return f"fail: {type(exc).__name__}"
 
 
-@require_safe
-@never_cache
-def healthz(request):
+def _checks():
+    """Every database alias and the cache: "ok" or "fail: <kind>" each."""
     checks = {}
     for alias in connections:
         name = "database" if alias == "default" else alias
@@ -90,17 +90,43 @@ def healthz(request):
         cache.set(key, token, timeout=30)
         got = cache.get(key)
         cache.delete(key)
-        checks["cache"] = "ok" if got == token else "fail: value not read back"
+        # A failing cache answers as a miss (djdemo.cache): the value is simply not there.
+        checks["cache"] = "ok" if got == token else _failure("cache", CacheUnavailable("value not read back"))
     except Exception as exc:  # noqa: BLE001
         checks["cache"] = _failure("cache", exc)
-    healthy = all(value == "ok" for value in checks.values())
-    body = {"status": "ok" if healthy else "fail", "release": settings.RELEASE_ID, "checks": checks}
-    response = JsonResponse(body, status=200 if healthy else 503)
-    # The failure is logged above as a warning. Django would also log the 503 as an error,
-    # and errors are mailed to ADMINS: one mail per probe, every few seconds, while the cache
+    return checks
+
+
+def _health_answer(checks, healthy):
+    everything = all(value == "ok" for value in checks.values())
+    state = "ok" if everything else ("degraded" if healthy else "fail")
+    response = JsonResponse({"status": state, "release": settings.RELEASE_ID, "checks": checks},
+                            status=200 if healthy else 503)
+    # A failure is logged above as a warning. Django would also log the 503 as an error,
+    # and errors are mailed to ADMINS: one mail per probe, every few seconds, while something
     # is down. Mark it as logged already.
     response._has_been_logged = True
     return response
+
+
+@require_safe
+@never_cache
+def healthz(request):
+    """Liveness, the load balancer's probe: can this host serve? Yes while any database alias
+    answers (reads fall back to the primary, writes find it). A degraded optional part (the
+    cache, one of the databases) answers 200 with status "degraded": taking every host out of
+    the pool for it would turn a slower site into a failed one."""
+    checks = _checks()
+    databases = [value for name, value in checks.items() if name != "cache"]
+    return _health_answer(checks, any(value == "ok" for value in databases))
+
+
+@require_safe
+@never_cache
+def readyz(request):
+    """Readiness, the deploy gate: everything this host uses answers."""
+    checks = _checks()
+    return _health_answer(checks, all(value == "ok" for value in checks.values()))
 
 
 @require_safe

@@ -2,7 +2,7 @@
 # Rolling deploy benchmark on a converged lab (`make lab` first), in one run:
 #   1. a changed release (a copy of app/ with one more CSS line), built before it is timed,
 #      deployed with playbooks/deploy.yml, no load: total time and time per app host;
-#   2. a broken release (its /healthz answers 503): time until the run ends, revert time per host;
+#   2. a broken release (its /readyz answers 503): time until the run ends, revert time per host;
 #   3. `make rollback` under the deploy tests' load from the client host (tests/loadgen.py:
 #      100 req/s mixed plus 10-20 s slow requests): failed requests and the load held;
 #   4. back to the release built from app/.
@@ -22,7 +22,8 @@ site=${SITE_DOMAIN:-www.djstack.test}
 cp -r app "$work/changed"
 echo "/* bench: a changed release */" >> "$work/changed/src/djdemo/core/static/core/site.css"
 cp -r "$work/changed" "$work/broken"
-sed -i 's/healthy = all(value == "ok" for value in checks.values())/healthy = False/' "$work/broken/src/djdemo/core/views.py"
+sed -i 's/return _health_answer(checks, all(value == "ok" for value in checks.values()))/return _health_answer(checks, False)/' "$work/broken/src/djdemo/core/views.py"
+grep -q 'return _health_answer(checks, False)' "$work/broken/src/djdemo/core/views.py"
 for tree in changed broken; do
   ansible-playbook playbooks/build.yml -e "app_build_source=$work/$tree" > "$log/build-$tree.log" 2>&1
 done

@@ -15,6 +15,7 @@ import testinfra
 
 from helpers import ROOT, run
 
+LOADED = time.time()  # the run's start: older reports are not this run's
 STACK_LAB_NAME = os.environ.get("STACK_LAB_NAME", "djstack-test")
 STACK_ENV = {
     "LAB_NAME": STACK_LAB_NAME,
@@ -89,6 +90,13 @@ def stack():
     finally:
         if os.environ.get("KEEP_STACK") != "1":
             run(purge, env=STACK_ENV)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The redeploy test's RPO and time to recover, in the run's output (test_redeploy.py writes them)."""
+    report = ROOT / ".lab" / f"redeploy-{STACK_LAB_NAME}.json"
+    if report.exists() and report.stat().st_mtime >= LOADED:
+        terminalreporter.write_line(f"REDEPLOY {report.name}: {report.read_text().strip()}")
 
 
 SITE = "www.djstack.test"

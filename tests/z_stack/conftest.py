@@ -96,7 +96,7 @@ def pytest_terminal_summary(terminalreporter):
     """The redeploy test's RPO and time to recover, in the run's output (test_redeploy.py writes them)."""
     report = ROOT / ".lab" / f"redeploy-{STACK_LAB_NAME}.json"
     if report.exists() and report.stat().st_mtime >= LOADED:
-        terminalreporter.write_line(f"REDEPLOY {report.name}: {report.read_text().strip()}")
+        terminalreporter.write_line(f"REDEPLOY {report.name}: {json.dumps(json.loads(report.read_text()))}")
 
 
 SITE = "www.djstack.test"
@@ -175,3 +175,16 @@ class Load:
 def csrf_token(form):
     """Django's CSRF token from a rendered form."""
     return re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form).group(1)
+
+
+def log_in(stack, visitor, jar, username, password):
+    """Log in through the edge like a browser (form, CSRF token, POST); the session cookie is
+    in `jar` on client1."""
+    stack.host("client1").run(f"rm -f {jar}")
+    code, _, form = visitor("/accounts/login/", jar=jar)
+    assert code == 200, form[:300]
+    code, headers, _ = visitor("/accounts/login/", "-H", shlex.quote(f"Referer: https://{SITE}/accounts/login/"),
+                               "--data-urlencode", shlex.quote(f"csrfmiddlewaretoken={csrf_token(form)}"),
+                               "--data-urlencode", f"username={username}",
+                               "--data-urlencode", f"password={password}", jar=jar)
+    assert code == 302, headers

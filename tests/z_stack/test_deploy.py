@@ -137,7 +137,7 @@ def test_a_second_deploy_migrating_at_once_stops(stack, releases):
     try:
         for _ in range(20):
             held = db.check_output(f"sudo -u postgres psql -XAtd djdemo -c \"SELECT count(*) FROM pg_locks "
-                                   f"WHERE locktype = 'advisory' AND granted\"")
+                                   "WHERE locktype = 'advisory' AND granted\"")
             if held != "0":
                 break
             time.sleep(0.5)

@@ -4,10 +4,9 @@ replica and counts in the cache), POST /notes writes (the primary) and cached pa
 but 2xx, a reset or a timeout counts as a failed request.
 """
 import json
-import shlex
 import time
 
-from conftest import PASSWORD, SITE, Load, csrf_token
+from conftest import PASSWORD, Load, log_in
 from test_app_tier import fetch
 
 OUTAGE = 30  # seconds each dependency stays down
@@ -31,20 +30,25 @@ def both_backends_healthy(stack):
     return listed.count("healthy") >= 2 and "sick" not in listed, listed
 
 
+def outage(stack, host, service, during):
+    """Stop `service` on `host` for OUTAGE seconds under load; `during()` runs half-way.
+    Returns (the load's result, what during() returned, the edge's backends half-way)."""
+    load = Load(stack, LOAD)
+    load.start()
+    stack.host(host).check_output(f"sudo systemctl stop {service}")
+    try:
+        time.sleep(OUTAGE / 2)
+        seen, healthy = during(), both_backends_healthy(stack)
+        time.sleep(OUTAGE / 2)
+    finally:
+        stack.host(host).check_output(f"sudo systemctl start {service}")
+    return load.stop(), seen, healthy
+
+
 def test_replica_down_no_request_fails_reads_go_to_the_primary_then_back(stack, visitor):
     db1, db2 = stack.addresses()["db1"], stack.addresses()["db2"]
     assert {read_host(stack, app) for app in ("app1", "app2")} == {db2}
-    load = Load(stack, LOAD)
-    load.start()
-    stack.host("db2").check_output(f"sudo systemctl stop {PG}")
-    try:
-        time.sleep(OUTAGE / 2)
-        during = {read_host(stack, app) for app in ("app1", "app2")}
-        healthy = both_backends_healthy(stack)
-        time.sleep(OUTAGE / 2)
-    finally:
-        stack.host("db2").check_output(f"sudo systemctl start {PG}")
-    result = load.stop()
+    result, during, healthy = outage(stack, "db2", PG, lambda: {read_host(stack, app) for app in ("app1", "app2")})
     assert_nothing_failed(result)
     assert during == {db1}, f"reads during the outage came from {during}, not the primary {db1}"
     assert healthy[0], f"the edge took an app host out for a dead replica: {healthy[1]}"
@@ -62,27 +66,13 @@ def test_replica_down_no_request_fails_reads_go_to_the_primary_then_back(stack, 
 
 def test_redis_down_no_request_fails_and_sessions_stay(stack, visitor, app_user):
     jar = "/tmp/redis-down-jar"
-    stack.host("client1").run(f"rm -f {jar}")
-    code, _, form = visitor("/accounts/login/", jar=jar)
-    assert code == 200, form[:300]
-    code, headers, _ = visitor("/accounts/login/", "-H", shlex.quote(f"Referer: https://{SITE}/accounts/login/"),
-                               "--data-urlencode", shlex.quote(f"csrfmiddlewaretoken={csrf_token(form)}"),
-                               "--data-urlencode", f"username={app_user}",
-                               "--data-urlencode", f"password={PASSWORD}", jar=jar)
-    assert code == 302, headers
-    load = Load(stack, LOAD)
-    load.start()
-    stack.host("cache1").check_output(f"sudo systemctl stop {REDIS}")
-    try:
-        time.sleep(OUTAGE / 2)
+    log_in(stack, visitor, jar, app_user, PASSWORD)
+
+    def during():
         # A page only a logged-in user gets (anonymous visitors are sent to the login page).
-        session = visitor("/accounts/password_change/", jar=jar)
-        status = json.loads(fetch(stack, "app1", "/status")[1])
-        healthy = both_backends_healthy(stack)
-        time.sleep(OUTAGE / 2)
-    finally:
-        stack.host("cache1").check_output(f"sudo systemctl start {REDIS}")
-    result = load.stop()
+        return visitor("/accounts/password_change/", jar=jar), json.loads(fetch(stack, "app1", "/status")[1])
+
+    result, (session, status), healthy = outage(stack, "cache1", REDIS, during)
     assert_nothing_failed(result)
     assert session[0] == 200, f"logged out while Redis was down: {session[0]} {session[1]}"
     assert status["counter"] is None and "cache" in status.get("errors", {}), status  # really down

@@ -12,7 +12,8 @@ import time
 
 import pytest
 
-from conftest import CA_ON_CLIENT, SITE, STACK_ENV, STACK_LAB_NAME, csrf_token
+from conftest import CA_ON_CLIENT, SITE, STACK_ENV, STACK_LAB_NAME
+from conftest import log_in as log_in_through_edge
 from helpers import ROOT, run
 
 STAFF, STAFF_PASSWORD = "redeploy-admin", "redeploy-admin-password-not-a-secret"
@@ -87,14 +88,7 @@ def log_in(stack, visitor):
               f"u = U.objects.filter(username='{STAFF}').first() or U(username='{STAFF}', is_staff=True); "
               f"u.is_staff = True; u.set_password('{STAFF_PASSWORD}'); u.save()")
     sh(stack, "app1", f"sudo /usr/local/sbin/djdemo-manage shell -c {shlex.quote(script)}")
-    stack.host("client1").run(f"rm -f {JAR}")
-    code, _, form = visitor("/accounts/login/", jar=JAR)
-    assert code == 200, form[:300]
-    code, headers, _ = visitor("/accounts/login/", "-H", shlex.quote(f"Referer: https://{SITE}/accounts/login/"),
-                               "--data-urlencode", shlex.quote(f"csrfmiddlewaretoken={csrf_token(form)}"),
-                               "--data-urlencode", f"username={STAFF}",
-                               "--data-urlencode", f"password={STAFF_PASSWORD}", jar=JAR)
-    assert code == 302, headers
+    log_in_through_edge(stack, visitor, JAR, STAFF, STAFF_PASSWORD)
     assert_logged_in(visitor)
     return sh(stack, "client1", f"cat {JAR}")
 

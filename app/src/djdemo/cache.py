@@ -2,7 +2,7 @@
 
 The cache only makes pages fast: every piece of data also lives in PostgreSQL (sessions are
 ``cached_db``). So when the cache server is down or slow, a call answers as a miss (``get``
-returns the default, ``set`` does nothing) instead of raising, and for ``retry_after``
+returns the default, ``set`` does nothing) instead of raising, and for ``RETRY_AFTER``
 seconds after a failure the server is not asked at all: a dead cache costs each request no
 connect timeout, only the database queries the cache would have saved. ``incr``/``decr`` raise
 ``CacheUnavailable`` (there is no sensible value to make up); a missing key still raises

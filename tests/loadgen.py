@@ -56,6 +56,8 @@ def parse_args():
     parser.add_argument("--slow-max", type=float, default=20)
     parser.add_argument("--workers", type=int, default=48)
     parser.add_argument("--timeout", type=float, default=30, help="per request, slow ones get theirs added")
+    parser.add_argument("--record-writes", action="store_true",
+                        help="list every write: [second, note id or null when it failed, the primary that took it]")
     return parser.parse_args()
 
 
@@ -72,6 +74,7 @@ class Load:
         self.work = queue.Queue()
         self.local = threading.local()
         self.sequence = 0
+        self.writes = []
 
     def request(self, kind, method, path, body=None, timeout=None):
         timeout = timeout or self.args.timeout
@@ -101,12 +104,16 @@ class Load:
     def record(self, kind, failure, started, data=None):
         second = round(started - self.t0, 1)
         release = None
-        if data and kind in ("status", "slow"):
+        answer = {}
+        if data and kind in ("status", "slow", "write"):
             try:
-                release = json.loads(data).get("release")
+                answer = json.loads(data)
             except ValueError:
                 failure = "not JSON"
+            release = answer.get("release")
         with self.lock:
+            if kind == "write" and self.args.record_writes:
+                self.writes.append([second, None if failure else answer.get("id"), answer.get("write_db_host")])
             self.counts[kind] += 1
             if failure:
                 self.failures[kind][failure] += 1
@@ -180,6 +187,7 @@ class Load:
             "failures": {kind: dict(c) for kind, c in self.failures.items()},
             "releases": {release: {"first": s[0], "last": s[1], "answers": s[2]} for release, s in self.releases.items()},
             "backlog": self.work.qsize(),
+            **({"writes": sorted(self.writes, key=lambda w: w[0])} if args.record_writes else {}),
         }
 
 

@@ -88,6 +88,10 @@ DB_REPLICA_HOSTS = env.get_list("DB_REPLICA_HOSTS")
 # Seconds libpq waits for each host of a list: a dead host costs at most this, once per
 # connection (persistent connections under gunicorn keep to the host that answered).
 DB_CONNECT_TIMEOUT = env.get_int("DB_CONNECT_TIMEOUT", 2)
+# Seconds before a connection whose server stopped answering (a host that died, not one that
+# closed the socket) is given up: TCP keepalives while idle, and the kernel's user timeout while
+# a query is unanswered. Without them a thread waits out TCP's retransmissions (about 15 min).
+DB_DEAD_AFTER = env.get_int("DB_DEAD_AFTER", 6)
 
 
 def _postgresql(host, **options):
@@ -95,6 +99,11 @@ def _postgresql(host, **options):
     opts = {
         "sslmode": env.get("DB_SSLMODE", "verify-full" if sslrootcert else "require"),
         "connect_timeout": DB_CONNECT_TIMEOUT,
+        "keepalives": 1,
+        "keepalives_idle": max(DB_DEAD_AFTER // 2, 1),
+        "keepalives_interval": 1,
+        "keepalives_count": max(DB_DEAD_AFTER - DB_DEAD_AFTER // 2, 1),
+        "tcp_user_timeout": DB_DEAD_AFTER * 1000,
         # Reported by PostgreSQL in pg_stat_activity: which app and which release holds a connection.
         "application_name": f"djdemo {RELEASE_ID}"[:63],
         **options,

@@ -82,8 +82,15 @@ def test_redis_down_no_request_fails_and_sessions_stay(stack, visitor, app_user)
 
 
 def wait_for(what, check, seconds):
+    """check() until it returns something true; an SSH error (a host still booting) is a no."""
     deadline = time.time() + seconds
-    while not (result := check()) and time.time() < deadline:
+    while True:
+        try:
+            result = check()
+        except RuntimeError:
+            result = None
+        if result or time.time() > deadline:
+            break
         time.sleep(1)
     assert result, f"{what} not within {seconds} s"
     return result

@@ -187,6 +187,40 @@ def test_archiving_and_backup_playbook(db1, backup):
     assert backup.service("pgbackrest-full.timer").is_enabled and backup.service("pgbackrest-diff.timer").is_enabled
 
 
+def test_backup_host_down_wal_stays_bounded_then_the_archive_catches_up(db1, backup):
+    """The repository unreachable while the primary writes far more WAL than the queue limit
+    (pgbackrest_archive_queue_max, 32MiB here): writes go on, pg_wal stays within max_wal_size
+    plus the queue (the rest is dropped from the archive, and PostgreSQL's log says so), and
+    once the repository is back the archive catches up and a backup succeeds."""
+    queue_mb, max_wal_mb = 32, 256
+    pg_wal = "/var/lib/postgresql/15/main/pg_wal"
+    local(db1, "CREATE TABLE IF NOT EXISTS walfill (id int, pad text)", db=APP_DB)
+    start = local(db1, "SELECT pg_current_wal_lsn()")
+    backup.check_output("systemctl stop pgbackrest")
+    largest = 0
+    try:
+        for _ in range(6):
+            local(db1, "INSERT INTO walfill SELECT g, repeat(md5(g::text), 28) FROM generate_series(1, 100000) g; "
+                       "TRUNCATE walfill; CHECKPOINT", db=APP_DB)
+            largest = max(largest, int(db1.check_output(f"du -sm {pg_wal} | cut -f1")))
+        written = int(local(db1, f"SELECT (pg_wal_lsn_diff(pg_current_wal_lsn(), '{start}') / 1048576)::int"))
+    finally:
+        backup.check_output("systemctl start pgbackrest")
+    report("backup_down_wal_written_mb", written)
+    report("backup_down_pg_wal_largest_mb", largest)
+    assert written > max_wal_mb + queue_mb + 150, "too little WAL written to prove the bound"
+    assert largest < max_wal_mb + queue_mb + 64, f"pg_wal grew to {largest} MB while {written} MB were written"
+    log = db1.check_output("cat /var/log/postgresql/postgresql-15-main.log")
+    assert "dropped WAL file(s)" in log, "nothing tells the operator that WAL was dropped"
+    segment = local(db1, "SELECT pg_walfile_name(pg_switch_wal())")
+    deadline = time.time() + 90
+    while local(db1, "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver") < segment and time.time() < deadline:
+        time.sleep(1)
+    assert local(db1, "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver") >= segment, "the archive did not catch up"
+    proc, _ = playbook("backup.yml", "-e", "backup_type=diff")
+    assert proc.returncode == 0, proc.failures + proc.stdout[-3000:]
+
+
 def test_converge_never_reinitialises_or_reseeds(db1, db2):
     """Guard: a routine run on existing clusters keeps them (same system identifier, same rows)."""
     ids = {h: h.check_output(f"runuser -u postgres -- {PG}/pg_controldata /var/lib/postgresql/15/main | grep 'system identifier'")
@@ -236,12 +270,34 @@ def test_a_postgresql_conf_that_postgres_rejects_never_goes_live(db1):
     assert (db1.file(conf).sha256sum, local(db1, "SHOW work_mem")) == before
 
 
-def test_restore_refuses_a_running_primary_without_the_flag(db1):
+def test_restore_refuses_a_primary_without_the_flag_and_keeps_unarchived_wal(db1, backup):
+    """A running primary, then a stopped one, is not overwritten without restore_confirm_overwrite;
+    with it, WAL the stopped primary never archived (the repository was away) is not deleted:
+    the push fails, the run stops naming the choice, and the cluster is untouched."""
     local(db1, "CREATE TABLE IF NOT EXISTS untouched (v int); INSERT INTO untouched VALUES (1)", db=APP_DB)
     proc, _ = playbook("restore.yml")
     assert proc.returncode != 0
-    assert "restore_confirm_overwrite" in proc.text and "Nothing was changed" in proc.text, proc.text[-5000:]
-    assert local(db1, "SELECT count(*) FROM untouched", db=APP_DB) == "1"
+    assert "(running)" in proc.text and "restore_confirm_overwrite" in proc.text and "Nothing was changed" in proc.text, proc.text[-5000:]
+    ready = "/var/lib/postgresql/15/main/pg_wal/archive_status/*.ready"
+    backup.check_output("systemctl stop pgbackrest")
+    try:
+        local(db1, "INSERT INTO untouched VALUES (2)", db=APP_DB)
+        local(db1, "SELECT pg_switch_wal()")
+        for _ in range(20):  # the archiver tries, fails, and leaves the segment marked .ready
+            if db1.run(f"ls {ready}").rc == 0:
+                break
+            time.sleep(0.5)
+        db1.check_output("systemctl stop postgresql@15-main")
+        proc, _ = playbook("restore.yml")
+        assert proc.returncode != 0 and "(stopped)" in proc.text and "Nothing was changed" in proc.text, proc.text[-5000:]
+        proc, _ = playbook("restore.yml", "-e", "restore_confirm_overwrite=true")
+        assert proc.returncode != 0
+        assert "could not be pushed" in proc.text and "restore_discard_unarchived_wal=true" in proc.text, proc.text[-5000:]
+        assert db1.run(f"ls {ready}").rc == 0, "the unarchived WAL is gone"
+    finally:
+        backup.check_output("systemctl start pgbackrest")
+        db1.check_output("systemctl start postgresql@15-main")
+    assert local(db1, "SELECT count(*) FROM untouched", db=APP_DB) == "2"
     assert local(db1, "SELECT pg_is_in_recovery()") == "f"
 
 
@@ -251,6 +307,10 @@ def test_point_in_time_restore_brings_back_exactly_the_rows_before(db1, db2):
     target = local(db1, "SELECT now()")
     time.sleep(1.5)
     local(db1, "DELETE FROM pitr WHERE id > 10; INSERT INTO pitr VALUES (5000); DROP TABLE guard", db=APP_DB)
+    # What an interrupted seed leaves (a partial copy) and two older moved-aside copies: the
+    # re-seed discards the first and keeps only the newest copy (postgresql_reseed_keep: 1).
+    db2.check_output("cd /var/lib/postgresql/15 && mkdir -p main.seeding/base main.reseed-20200101T000000Z "
+                     "main.reseed-20200102T000000Z && echo partial > main.seeding/PG_VERSION")
     proc, seconds = playbook("restore.yml", "-e", "restore_confirm_overwrite=true", "-e", f"restore_target_time='{target}'")
     assert proc.returncode == 0, proc.stdout[-8000:]
     report("restore_playbook_pitr_incl_reseed_and_new_backup_s", round(seconds, 1))
@@ -267,7 +327,8 @@ def test_point_in_time_restore_brings_back_exactly_the_rows_before(db1, db2):
         time.sleep(1)
     assert local(db2, "SELECT count(*) FROM pitr", db=APP_DB) == "1000"
     assert local(db2, "SELECT pg_is_in_recovery()") == "t"
-    assert db2.run("ls -d /var/lib/postgresql/15/main.reseed-*").rc == 0, "the old replica copy was kept"
+    aside = db2.check_output("ls -d /var/lib/postgresql/15/main.reseed-* /var/lib/postgresql/15/main.seeding 2>/dev/null; true").split()
+    assert len(aside) == 1 and "main.reseed-2020" not in aside[0], f"expected only the newest moved-aside copy: {aside}"
 
 
 # --- Failover (destroys the primary; last) -----------------------------------------------

@@ -20,6 +20,9 @@ GOOD_COMMON = {
 GOOD_APP = {"app_secret_key": "s" * 10 + "ecret-key-for-tests-0123456789abcdef", "app_db_host": "192.0.2.21",
             "app_db_password": "d" * 20, "app_redis_password": "r" * 20, "app_release_id": "1.0.0-000000000000"}
 
+# The facts the app role gathers before its checks that need them (the harness host is unreachable).
+FACTS = {"ansible_processor_vcpus": 2, "ansible_virtualization_type": "docker"}
+
 GOOD_REDIS = {"redis_admin_password": "a" * 20, "redis_app_password": "b" * 20}
 
 # Any controller file stands in for a certificate: validation only checks it exists.
@@ -74,8 +77,11 @@ CASES = [
     ("memcached", {"memcached_memory_mb": "lots"}, "memcached_memory_mb"),
     ("app", {**GOOD_APP, "app_server": "waitress"}, "app_server"),
     ("app", {k: v for k, v in GOOD_APP.items() if k != "app_secret_key"}, "missing required arguments: app_secret_key"),
-    ("app", {**GOOD_APP, "app_release_id": "0.0.0-notbuilt"}, "app_release_id '0.0.0-notbuilt' is not a built release"),
+    ("app", {**GOOD_APP, **FACTS, "app_release_id": "0.0.0-notbuilt"}, "app_release_id '0.0.0-notbuilt' is not a built release"),
     ("app", {**GOOD_APP, "app_cache_backend": "redis", "app_redis_password": ""}, "app_redis_password is required"),
+    # 13 workers x 4 threads x 2 aliases = 104 connections: more than the default 100.
+    ("app", {**GOOD_APP, **FACTS, "app_workers": 13, "app_db_replica_hosts": ["192.0.2.22"]},
+     "The app tier can open 104 connections to the primary"),
     ("postgresql", {**GOOD_POSTGRESQL, "postgresql_replication_role": "leader"}, "postgresql_replication_role"),
     ("postgresql", _without(GOOD_POSTGRESQL, "postgresql_app_password"),
      "missing required arguments: postgresql_app_password"),

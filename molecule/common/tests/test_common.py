@@ -109,6 +109,22 @@ def test_time_journald_and_upgrades(host):
     assert "Debian-Security" in dry.stdout
 
 
+def test_stateful_services_are_held_from_unattended_upgrades_and_pending_work_is_reported(host):
+    """Unattended upgrades never install the packages whose scripts restart a stateful service;
+    the daily report (and the login message) names a pending reboot."""
+    dry = host.run("unattended-upgrade --dry-run -v 2>&1 | head -30")
+    assert "Initial blacklist: postgresql redis varnish memcached pgbackrest" in dry.stdout, dry.stdout
+    assert host.service("djstack-pending.timer").is_enabled
+    host.run_expect([0], "echo linux-image-amd64 > /run/reboot-required.pkgs && touch /run/reboot-required")
+    try:
+        host.run_expect([0], "systemctl start djstack-pending.service")
+        journal = host.check_output("journalctl -t djstack-pending --no-pager -n 5")
+        assert "reboot required since" in journal and "linux-image-amd64" in journal, journal
+        assert "reboot required since" in host.check_output("run-parts /etc/update-motd.d")
+    finally:
+        host.run("rm -f /run/reboot-required /run/reboot-required.pkgs")
+
+
 def test_a_ruleset_nft_rejects_never_goes_live(host):
     """A firewall rule that passes the argument spec but is no valid nftables (a network that is
     no address): `nft -c` refuses the file, the run stops there, and the loaded ruleset and the

@@ -187,6 +187,49 @@ def test_archiving_and_backup_playbook(db1, backup):
     assert backup.service("pgbackrest-full.timer").is_enabled and backup.service("pgbackrest-diff.timer").is_enabled
 
 
+def _mb(host, path):
+    return int(host.check_output(f"du -sm {path} | cut -f1"))
+
+
+def test_backup_host_down_wal_stays_bounded_then_the_archive_catches_up(db1, backup):
+    """The repository unreachable while the primary writes far more WAL than the queue limit
+    (pgbackrest_archive_queue_max, 32MiB here): writes go on, pg_wal comes back within
+    max_wal_size plus the queue (pgBackRest drops the rest from the archive and PostgreSQL's log
+    says so), and once the repository is back the archive catches up and a backup succeeds."""
+    queue_mb, max_wal_mb, pg_wal = 32, 256, "/var/lib/postgresql/15/main/pg_wal"
+    bound = max_wal_mb + queue_mb + 48  # + the segments being written and recycled
+    local(db1, "CREATE TABLE IF NOT EXISTS walfill (id int, pad text)", db=APP_DB)
+    start = local(db1, "SELECT pg_current_wal_lsn()")
+    backup.check_output("systemctl stop pgbackrest")
+    try:
+        for _ in range(6):  # about 100 MB of WAL each
+            local(db1, "INSERT INTO walfill SELECT g, repeat(md5(g::text), 28) FROM generate_series(1, 100000) g; "
+                       "TRUNCATE walfill", db=APP_DB)
+        written = int(local(db1, f"SELECT (pg_wal_lsn_diff(pg_current_wal_lsn(), '{start}') / 1048576)::int"))
+        deadline, sizes = time.time() + 90, []
+        while time.time() < deadline:
+            local(db1, "CHECKPOINT")
+            sizes.append(_mb(db1, pg_wal))
+            if sizes[-1] <= bound:
+                break
+            time.sleep(3)
+    finally:
+        backup.check_output("systemctl start pgbackrest")
+    report("backup_down_wal_written_mb", written)
+    report("backup_down_pg_wal_mb", sizes)
+    assert written > bound + 150, "too little WAL written to prove the bound"
+    assert sizes[-1] <= bound, f"pg_wal stayed at {sizes} MB (bound {bound}) after {written} MB were written"
+    assert "dropped WAL file" in db1.check_output("cat /var/log/postgresql/postgresql-15-main.log"), \
+        "nothing tells the operator that WAL was dropped"
+    segment = local(db1, "SELECT pg_walfile_name(pg_switch_wal())")
+    deadline = time.time() + 90
+    while local(db1, "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver") < segment and time.time() < deadline:
+        time.sleep(1)
+    assert local(db1, "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver") >= segment, "the archive did not catch up"
+    proc, _ = playbook("backup.yml", "-e", "backup_type=diff")
+    assert proc.returncode == 0, proc.failures + proc.stdout[-3000:]
+
+
 def test_converge_never_reinitialises_or_reseeds(db1, db2):
     """Guard: a routine run on existing clusters keeps them (same system identifier, same rows)."""
     ids = {h: h.check_output(f"runuser -u postgres -- {PG}/pg_controldata /var/lib/postgresql/15/main | grep 'system identifier'")

@@ -57,7 +57,8 @@ def parse_args():
     parser.add_argument("--workers", type=int, default=48)
     parser.add_argument("--timeout", type=float, default=30, help="per request, slow ones get theirs added")
     parser.add_argument("--record-writes", action="store_true",
-                        help="list every write: [second, note id or null when it failed, the primary that took it]")
+                        help="list every write: [second, note id or null when it failed, the primary that took it, "
+                             "the note's text (unique to this run)]")
     return parser.parse_args()
 
 
@@ -75,8 +76,9 @@ class Load:
         self.local = threading.local()
         self.sequence = 0
         self.writes = []
+        self.run_id = f"{random.getrandbits(32):08x}"  # notes of this run, told from any earlier run's
 
-    def request(self, kind, method, path, body=None, timeout=None):
+    def request(self, kind, method, path, body=None, timeout=None, note=None):
         timeout = timeout or self.args.timeout
         headers = {"User-Agent": "djstack-loadgen"}
         if body is not None:
@@ -94,14 +96,14 @@ class Load:
             data = response.read()
         except Exception as exc:  # noqa: BLE001 - every way a request can fail is counted
             conn.close()
-            self.record(kind, f"{type(exc).__name__}: {exc}"[:120], started)
+            self.record(kind, f"{type(exc).__name__}: {exc}"[:120], started, note=note)
             return
         if 200 <= response.status < 300:
-            self.record(kind, None, started, data)
+            self.record(kind, None, started, data, note=note)
         else:
-            self.record(kind, f"HTTP {response.status}", started)
+            self.record(kind, f"HTTP {response.status}", started, note=note)
 
-    def record(self, kind, failure, started, data=None):
+    def record(self, kind, failure, started, data=None, note=None):
         second = round(started - self.t0, 1)
         release = None
         answer = {}
@@ -113,7 +115,7 @@ class Load:
             release = answer.get("release")
         with self.lock:
             if kind == "write" and self.args.record_writes:
-                self.writes.append([second, None if failure else answer.get("id"), answer.get("write_db_host")])
+                self.writes.append([second, None if failure else answer.get("id"), answer.get("write_db_host"), note])
             self.counts[kind] += 1
             if failure:
                 self.failures[kind][failure] += 1
@@ -130,7 +132,8 @@ class Load:
             with self.lock:
                 self.sequence += 1
                 n = self.sequence
-            self.request(kind, "POST", "/notes", body=json.dumps({"text": f"loadgen write {n}"}))
+            text = f"loadgen {self.run_id} write {n}"
+            self.request(kind, "POST", "/notes", body=json.dumps({"text": text}), note=text)
         else:
             seconds = round(random.uniform(self.args.slow_min, self.args.slow_max), 1)
             with self.lock:

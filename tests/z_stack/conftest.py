@@ -223,6 +223,20 @@ class Load:
         pytest.fail("the load generator did not finish: " + self.client.run("cat /tmp/loadgen.err").stdout)
 
 
+def missing_writes(stack, host, writes):
+    """Of `writes` (tests/loadgen.py --record-writes rows: time, note id, primary, text), the
+    acknowledged ones whose note is not on `host` with that id and that text (an id handed out
+    again after a loss proves nothing)."""
+    acked = [w for w in writes if w[1]]
+    if not acked:
+        return []
+    rows = stack.host(host).check_output(
+        "sudo -u postgres psql -d djdemo -XAt -F '|' -c "
+        f"'SELECT id, text FROM core_note WHERE id IN ({','.join(str(w[1]) for w in acked)})'")
+    found = dict(line.split("|", 1) for line in rows.splitlines())
+    return [w for w in acked if found.get(str(w[1])) != w[3]]
+
+
 def csrf_token(form):
     """Django's CSRF token from a rendered form."""
     return re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form).group(1)

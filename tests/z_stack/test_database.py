@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from conftest import MANAGED, STACK_ENV  # noqa: F401  (same stack fixture)
+from conftest import MANAGED, STACK_ENV, Load, missing_writes  # noqa: F401  (same stack fixture)
 from helpers import ROOT
 
 CA_ON_APP = "/tmp/djstack-db-test-ca.crt"
@@ -84,3 +84,41 @@ def test_a_differential_backup_runs_from_its_scheduled_unit(stack):
     new = [b for b in after if b["label"] not in before]
     assert len(new) == 1 and new[0]["type"] == "diff", new
     assert new[0].get("error") in (None, False), new
+
+
+def test_restore_under_writes_loses_no_acknowledged_write_and_serves_nothing_cached_before(stack, visitor):
+    """playbooks/restore.yml (the latest state) while writes come in through the edge: the app
+    servers stop before the primary's last WAL is archived, so every write acknowledged before or
+    after the restore is in the restored database (a write acknowledged after the last archived
+    segment would be lost); the replica is re-seeded and streams again; nothing cached before
+    the restore is served after it, neither by the app's cache nor by the edge."""
+    probe = "from django.core.cache import cache; "
+    app1, db2 = stack.host("app1"), stack.host("db2")
+    app1.check_output(f"sudo /usr/local/sbin/djdemo-manage shell -c \"{probe}cache.set('restore-probe', 'old', None)\"")
+    visitor("/?restore-probe")
+    assert visitor("/?restore-probe")[1]["x-cache"] == "HIT"
+    load = Load(stack, ["--rate", "10", "--mix", "30,30,40", "--record-writes"])
+    load.start()
+    started = time.time()
+    stack.playbook("restore", "playbooks/restore.yml", "-e", "restore_confirm_overwrite=true")
+    done = time.time()
+    result = load.stop()
+
+    writes = [(result["started_at"] + w[0], *w[1:]) for w in result["writes"]]
+    acked = [w for w in writes if w[1]]
+    assert any(at < done - 20 for at, *_ in acked) and any(at > done for at, *_ in acked), \
+        f"writes must be acknowledged before the restore and after it: {result['failures']}"
+    assert missing_writes(stack, "db1", acked) == [], "acknowledged writes the restore lost"
+    newest = max(w[1] for w in acked)
+    assert db2.check_output("sudo -u postgres psql -XAtc 'SELECT pg_is_in_recovery()'") == "t"
+    for _ in range(20):
+        if db2.check_output(f"sudo -u postgres psql -d djdemo -XAtc 'SELECT count(*) FROM core_note WHERE id = {newest}'") == "1":
+            break
+        time.sleep(0.5)
+    assert db2.check_output(f"sudo -u postgres psql -d djdemo -XAtc 'SELECT count(*) FROM core_note WHERE id = {newest}'") == "1"
+    # The app servers were down meanwhile: no write acknowledged between their stop and start.
+    assert result["failed"] > 0, "the restore did not keep the app from answering"
+    assert app1.check_output(f"sudo /usr/local/sbin/djdemo-manage shell -v 0 -c \"{probe}print(cache.get('restore-probe'))\"") == "None"
+    assert visitor("/?restore-probe")[1]["x-cache"] == "MISS"
+    print("\nMEASURED restore " + json.dumps({"playbook_s": round(done - started, 1), "acknowledged_writes": len(acked),
+                                              "failed_requests": result["failed"], "failures": result["failures"]}))

@@ -83,13 +83,34 @@ PURGE = ["ansible-playbook", "playbooks/lab.yml", "-e", "lab_state=absent", "-e"
 _BACKGROUND = {}
 
 
+def _failures(stdout):
+    """Each failed task of a playbook's output: its TASK header and the first lines of its
+    'fatal:'/'failed:' report, so that a set-up failure is named in a few lines."""
+    found = []
+    for block in re.split(r"^(?=TASK \[)", stdout, flags=re.M):
+        report = re.search(r"^(fatal|failed): \[.*", block, re.M | re.S)
+        if report:
+            found.append(block.splitlines()[0] + "\n" + "\n".join(report[0].splitlines()[:12]))
+    return found
+
+
 def _set_up(s):
     try:
         run(PURGE, env=STACK_ENV, check=True)
         for name, args, check in SET_UP:
             started = time.monotonic()
-            s.playbook(name, *args, check=check)
+            proc = s.playbook(name, *args, check=False)
             s.timings[name] = round(time.monotonic() - started)
+            if check and proc.returncode != 0:
+                # The whole output goes to a file; the error (repeated for every stack test) names
+                # the run and its failed tasks in a few lines, so the end of CI's log shows it.
+                log = ROOT / ".lab" / f"stack-set-up-{name}.log"
+                log.parent.mkdir(exist_ok=True)
+                log.write_text(proc.stdout + "\n" + proc.stderr)
+                failures = _failures(proc.stdout) or [proc.stdout[-3000:] + proc.stderr[-2000:]]
+                pytest.fail(f"STACK SET-UP: {' '.join(args)} ({name}) exited {proc.returncode} after "
+                            f"{s.timings[name]} s; its whole output is in {log}. Failed:\n"
+                            + "\n".join(failures[:5])[-6000:], pytrace=False)
     except BaseException as err:  # pytest.fail() raises a BaseException; the fixture re-raises it
         s.error = err
 

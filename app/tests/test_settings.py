@@ -94,6 +94,7 @@ class SettingsFromEnvironment(SimpleTestCase):
         self.assertEqual(default["OPTIONS"]["connect_timeout"], 2)
         self.assertEqual(replica["TEST"], {"MIRROR": "default"})
         self.assertEqual(default["CONN_MAX_AGE"], 60)
+        self.assertEqual(settings["DB_FALLBACK_MAX_AGE"], 5)
 
     def test_no_replica_alias_without_replica_hosts(self):
         settings = load({**KEY, "DJDEMO_DB_HOST": "db1"})

@@ -83,6 +83,9 @@ APP_SERVER_IS_ASGI = APP_SERVER == "uvicorn"
 # Persistent connections suit gunicorn's sync workers. Under ASGI Django closes connections
 # from other threads than the ones that opened them, so keep none open between requests.
 DB_CONN_MAX_AGE = env.get_int("DB_CONN_MAX_AGE", 0 if APP_SERVER_IS_ASGI else 60)
+# Seconds a read connection that fell back to the primary (no replica answered) is kept: reads
+# return to a replica this soon after it is back (core/apps.py), instead of after CONN_MAX_AGE.
+DB_FALLBACK_MAX_AGE = env.get_int("DB_FALLBACK_MAX_AGE", 5)
 DB_HOST = env.get("DB_HOST")
 DB_REPLICA_HOSTS = env.get_list("DB_REPLICA_HOSTS")
 # Seconds libpq waits for each host of a list: a dead host costs at most this, once per

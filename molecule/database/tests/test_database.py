@@ -20,7 +20,7 @@ import yaml
 SCENARIO = Path(__file__).resolve().parent.parent
 ROOT = SCENARIO.parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
-from helpers import failed_task  # noqa: E402  (the project's shared test helpers)
+from helpers import failed_task, recap  # noqa: E402  (the project's shared test helpers)
 MOLECULE = yaml.safe_load(
     os.path.expandvars((SCENARIO / "molecule.yml").read_text().replace("${LAB_NAME:-djstack}", os.environ.get("LAB_NAME", "djstack"))
                        .replace("${MOLECULE_DB_NET:-10.231.210}", os.environ.get("MOLECULE_DB_NET", "10.231.210"))))
@@ -185,6 +185,14 @@ def test_archiving_and_backup_playbook(db1, backup):
     assert info["cipher"] == "aes-256-cbc"
     assert local(db1, "SELECT failed_count = 0 OR last_archived_time > last_failed_time FROM pg_stat_archiver") == "t"
     assert backup.service("pgbackrest-full.timer").is_enabled and backup.service("pgbackrest-diff.timer").is_enabled
+
+
+def test_the_pgbackrest_tag_alone_runs_and_changes_nothing(db1):
+    """`database.yml --tags pgbackrest` (README): the PostgreSQL role's state checks run under
+    every tag, so the distribution's version they need is loaded under every tag too."""
+    proc, _ = playbook("database.yml", "--tags", "pgbackrest")
+    assert proc.returncode == 0, proc.failures + proc.stdout[-3000:]
+    assert all(c["changed"] == 0 for c in recap(proc.stdout, [_name("db_primary"), _name("backup")]).values()), proc.stdout[-3000:]
 
 
 def _mb(host, path):

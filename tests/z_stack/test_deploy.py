@@ -16,7 +16,7 @@ import time
 import pytest
 
 from conftest import STACK_ENV, Load
-from helpers import ROOT, recap, run
+from helpers import ROOT, recap, run, task_results
 
 APP_HOSTS = ["app1", "app2"]
 LOAD = ["--rate", "100", "--mix", "50,40,10", "--slow-every", "4", "--slow-min", "10", "--slow-max", "20"]
@@ -74,6 +74,9 @@ def test_deploy_under_load_drops_nothing(stack, visitor, releases):
     result = load.stop()
     assert all(c["failed"] == 0 for c in recap(proc.stdout, APP_HOSTS).values())
     assert_nothing_failed(result)
+    # While each host was out, the other was held in the edge, then given back to its probe.
+    for state in ("held", "released"):
+        assert set(task_results(proc.stdout, f"App hosts left in service, on every edge - {state}").values()) == {"changed"}, state
     new, old = releases["changed_id"], releases["base"]
     assert [current(stack, host) for host in APP_HOSTS] == [new, new]
     assert [current(stack, host, "previous") for host in APP_HOSTS] == [old, old]

@@ -210,6 +210,12 @@ def test_backup_host_down_wal_stays_bounded_then_the_archive_catches_up(db1, bac
     start = local(db1, "SELECT pg_current_wal_lsn()")
     backup.check_output("systemctl stop pgbackrest")
     try:
+        failed = int(local(db1, "SELECT failed_count FROM pg_stat_archiver"))
+        local(db1, "SELECT pg_switch_wal()")
+        deadline = time.time() + 90
+        while int(local(db1, "SELECT failed_count FROM pg_stat_archiver")) == failed and time.time() < deadline:
+            time.sleep(2)
+        db1.check_output("systemctl start pgbackrest-archive-watch.service")  # what its timer runs
         for _ in range(6):  # about 100 MB of WAL each
             local(db1, "INSERT INTO walfill SELECT g, repeat(md5(g::text), 28) FROM generate_series(1, 100000) g; "
                        "TRUNCATE walfill", db=APP_DB)
@@ -221,6 +227,7 @@ def test_backup_host_down_wal_stays_bounded_then_the_archive_catches_up(db1, bac
             if sizes[-1] <= bound:
                 break
             time.sleep(3)
+        db1.check_output("systemctl start pgbackrest-archive-watch.service")
     finally:
         backup.check_output("systemctl start pgbackrest")
     report("backup_down_wal_written_mb", written)
@@ -236,6 +243,13 @@ def test_backup_host_down_wal_stays_bounded_then_the_archive_catches_up(db1, bac
     assert local(db1, "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver") >= segment, "the archive did not catch up"
     proc, _ = playbook("backup.yml", "-e", "backup_type=diff")
     assert proc.returncode == 0, proc.failures + proc.stdout[-3000:]
+    for _ in range(2):  # a segment dropped after the last look is said first
+        db1.check_output("systemctl start pgbackrest-archive-watch.service")
+    # The operator is told in the journal: archiving failed, WAL was dropped, it works again.
+    journal = db1.check_output("journalctl -q -o cat -t pgbackrest-archive-watch -p notice")
+    for said in ("WAL archiving is failing", "pgBackRest dropped", "WAL archiving works again"):
+        assert said in journal, f"the journal does not say {said!r}:\n{journal}"
+    assert "pgBackRest dropped" in db1.check_output("journalctl -q -o cat -t pgbackrest-archive-watch -p err")
 
 
 def test_converge_never_reinitialises_or_reseeds(db1, db2):

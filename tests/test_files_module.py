@@ -1,0 +1,77 @@
+"""library/djstack_files.py, the module that writes a role's small files in one run: run on
+the controller as Ansible runs it (its arguments in a file), against a scratch directory."""
+import json
+import os
+import stat
+import sys
+import tempfile
+
+from helpers import ROOT, run
+
+
+def files(*entries, check=False, diff=False, directories=()):
+    """Run the module once, as Ansible would (its arguments in a file); returns (exit code,
+    its JSON result, diff included)."""
+    args = {"ANSIBLE_MODULE_ARGS": {"files": list(entries), "directories": list(directories),
+                                    "_ansible_check_mode": check, "_ansible_diff": diff}}
+    with tempfile.NamedTemporaryFile("w", suffix=".json") as handle:
+        json.dump(args, handle)
+        handle.flush()
+        proc = run([sys.executable, str(ROOT / "library" / "djstack_files.py"), handle.name], timeout=60)
+    return proc.returncode, json.loads(proc.stdout)
+
+
+def mode(path):
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def test_writes_only_what_differs_and_sets_modes(tmp_path):
+    a, b = str(tmp_path / "conf.d" / "a.conf"), str(tmp_path / "b.sh")
+    wanted = [{"dest": a, "content": "a = 1\n"}, {"dest": b, "content": "#!/bin/sh\n", "mode": "0750"}]
+    rc, result = files(*wanted, directories=[{"path": str(tmp_path / "conf.d")}])
+    assert rc == 0 and result["changed"], result
+    assert sorted(result["changed_files"]) == sorted([str(tmp_path / "conf.d"), a, b])
+    assert open(a).read() == "a = 1\n" and mode(b) == 0o750 and mode(a) == 0o644
+    # The same again: nothing to do.
+    rc, result = files(*wanted, directories=[{"path": str(tmp_path / "conf.d")}])
+    assert rc == 0 and not result["changed"] and result["changed_files"] == [], result
+    # A mode changed by hand is put back, the content left alone.
+    os.chmod(b, 0o777)
+    rc, result = files(*wanted)
+    assert result["changed_files"] == [b] and mode(b) == 0o750
+    # Absent removes; absent again changes nothing.
+    assert files({"dest": a, "state": "absent"})[1]["changed_files"] == [a] and not os.path.exists(a)
+    assert not files({"dest": a, "state": "absent"})[1]["changed"]
+
+
+def test_a_failed_check_leaves_every_file_of_the_task_as_it_was(tmp_path):
+    """The first file is fine, the second fails its check: neither goes live, and no scratch
+    copy is left behind."""
+    first, second = tmp_path / "first.conf", tmp_path / "second.conf"
+    first.write_text("old\n")
+    rc, result = files({"dest": str(first), "content": "new\n"},
+                       {"dest": str(second), "content": "broken\n", "validate": "grep -q valid %s"})
+    assert rc != 0 and result.get("failed"), result
+    assert f"{second}: failed to validate, nothing was changed" in result["msg"]
+    assert first.read_text() == "old\n" and not second.exists()
+    assert sorted(os.listdir(tmp_path)) == ["first.conf"]
+    # The check passes: both go live.
+    rc, result = files({"dest": str(first), "content": "new\n"},
+                       {"dest": str(second), "content": "valid\n", "validate": "grep -q valid %s"})
+    assert rc == 0 and first.read_text() == "new\n" and second.read_text() == "valid\n"
+
+
+def test_check_mode_shows_the_diff_and_writes_nothing_and_secrets_stay_hidden(tmp_path):
+    plain, secret = tmp_path / "plain.conf", tmp_path / "secret.key"
+    plain.write_text("port = 1\n")
+    secret.write_text("old-secret\n")
+    rc, result = files({"dest": str(plain), "content": "port = 2\n"},
+                       {"dest": str(secret), "content": "new-secret\n", "mode": "0600", "diff": False},
+                       {"dest": str(tmp_path / "missing" / "x.conf"), "content": "x\n"},
+                       directories=[{"path": str(tmp_path / "missing")}], check=True, diff=True)
+    assert rc == 0 and result["changed"], result
+    assert plain.read_text() == "port = 1\n" and secret.read_text() == "old-secret\n"
+    assert not (tmp_path / "missing").exists()
+    shown = {d["after_header"]: d for d in result["diff"]}
+    assert shown[str(plain)]["before"] == "port = 1\n" and shown[str(plain)]["after"] == "port = 2\n"
+    assert "new-secret" not in json.dumps(shown[str(secret)]) and "old-secret" not in json.dumps(shown[str(secret)])

@@ -44,7 +44,13 @@ options:
       group: {description: Group., type: str, default: root}
       mode: {description: Mode (an octal string such as "0644")., type: str, default: "0644"}
       validate: {description: A command run on the staged copy (%s is its path); non-zero fails the task., type: str}
-      diff: {description: Show the content in --diff (false for secrets)., type: bool, default: true}
+      secret:
+        description:
+          - The content is a secret (a key, a password file). It is kept out of --diff and out of
+            everything the module returns, so the task needs no no_log and the other files' diffs
+            stay visible.
+        type: bool
+        default: false
 """
 
 RETURN = r"""
@@ -69,7 +75,7 @@ FILE_SPEC = dict(
     group=dict(type="str", default="root"),
     mode=dict(type="str", default="0644"),
     validate=dict(type="str"),
-    diff=dict(type="bool", default=True),
+    secret=dict(type="bool", default=False),
 )
 
 
@@ -93,8 +99,16 @@ def _read(path):
         return None
 
 
+class FilesModule(AnsibleModule):
+    def _log_invocation(self):
+        # AnsibleModule logs every argument to the host's journal, contents and secrets
+        # included, unless the whole task is no_log (which would also hide every diff): log
+        # the destinations only.
+        self.log("Invoked for " + " ".join(item["dest"] for item in self.params["files"]))
+
+
 def main():
-    module = AnsibleModule(
+    module = FilesModule(
         argument_spec=dict(directories=dict(type="list", elements="dict", default=[], options=DIR_SPEC),
                            files=dict(type="list", elements="dict", required=True, options=FILE_SPEC)),
         supports_check_mode=True,
@@ -113,6 +127,10 @@ def main():
                 changed_files.append(directory)
         listed = [item["path"] for item in module.params["directories"]]
         plans = []
+        # Secrets are masked wherever they would appear in the result, the echoed arguments included.
+        for item in module.params["files"]:
+            if item["secret"] and item["content"]:
+                module.no_log_values.add(item["content"])
         for item in module.params["files"]:
             dest = item["dest"]
             if item["state"] == "present" and item["content"] is None:
@@ -124,7 +142,7 @@ def main():
                 continue
             changed_files.append(dest)
             if module._diff:
-                shown = item["diff"]
+                shown = not item["secret"]
                 diffs.append(dict(
                     before_header=dest, after_header=dest,
                     before=(to_text(old, errors="surrogate_or_replace") if shown else "(content hidden)\n") if old is not None else "",

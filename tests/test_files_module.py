@@ -61,12 +61,12 @@ def test_a_failed_check_leaves_every_file_of_the_task_as_it_was(tmp_path):
     assert rc == 0 and first.read_text() == "new\n" and second.read_text() == "valid\n"
 
 
-def test_check_mode_shows_the_diff_and_writes_nothing_and_secrets_stay_hidden(tmp_path):
+def test_check_mode_shows_the_diff_and_writes_nothing_and_secrets_never_show(tmp_path):
     plain, secret = tmp_path / "plain.conf", tmp_path / "secret.key"
     plain.write_text("port = 1\n")
     secret.write_text("old-secret\n")
     rc, result = files({"dest": str(plain), "content": "port = 2\n"},
-                       {"dest": str(secret), "content": "new-secret\n", "mode": "0600", "diff": False},
+                       {"dest": str(secret), "content": "new-secret\n", "mode": "0600", "secret": True},
                        {"dest": str(tmp_path / "missing" / "x.conf"), "content": "x\n"},
                        directories=[{"path": str(tmp_path / "missing")}], check=True, diff=True)
     assert rc == 0 and result["changed"], result
@@ -74,4 +74,6 @@ def test_check_mode_shows_the_diff_and_writes_nothing_and_secrets_stay_hidden(tm
     assert not (tmp_path / "missing").exists()
     shown = {d["after_header"]: d for d in result["diff"]}
     assert shown[str(plain)]["before"] == "port = 1\n" and shown[str(plain)]["after"] == "port = 2\n"
-    assert "new-secret" not in json.dumps(shown[str(secret)]) and "old-secret" not in json.dumps(shown[str(secret)])
+    # Nowhere in what the module returns (the echoed arguments included), not only the diff.
+    assert "new-secret" not in json.dumps(result) and "old-secret" not in json.dumps(result), result
+    assert "port = 2" in json.dumps(result["invocation"]), result["invocation"]

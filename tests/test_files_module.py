@@ -77,3 +77,31 @@ def test_check_mode_shows_the_diff_and_writes_nothing_and_secrets_never_show(tmp
     # Nowhere in what the module returns (the echoed arguments included), not only the diff.
     assert "new-secret" not in json.dumps(result) and "old-secret" not in json.dumps(result), result
     assert "port = 2" in json.dumps(result["invocation"]), result["invocation"]
+
+
+def test_the_hosts_log_gets_the_destinations_never_the_contents(tmp_path, monkeypatch, capsys):
+    """AnsibleModule logs every argument to the host's journal unless the whole task is no_log:
+    this module logs only where it writes, so no content (and no secret) reaches the log."""
+    from ansible.module_utils import basic
+
+    sys.path.insert(0, str(ROOT / "library"))
+    try:
+        import djstack_files
+    finally:
+        sys.path.pop(0)
+    args = tmp_path / "args.json"
+    dest = tmp_path / "secret.key"
+    args.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": {"files": [
+        {"dest": str(dest), "content": "top-secret-value\n", "mode": "0600", "secret": True}]}}))
+    logged = []
+    monkeypatch.setattr(sys, "argv", ["djstack_files", str(args)])
+    monkeypatch.setattr(basic, "_ANSIBLE_ARGS", None)
+    monkeypatch.setattr(basic.AnsibleModule, "log", lambda self, msg, log_args=None: logged.append(msg))
+    try:
+        djstack_files.main()
+    except SystemExit as done:
+        assert done.code in (0, None)
+    result = json.loads(capsys.readouterr().out)
+    assert result["changed"] and dest.read_text() == "top-secret-value\n", result
+    assert logged == [f"Invoked for {dest}"], logged
+    assert "top-secret-value" not in json.dumps(result), result

@@ -113,7 +113,7 @@ def main():
                            files=dict(type="list", elements="dict", required=True, options=FILE_SPEC)),
         supports_check_mode=True,
     )
-    changed_files, diffs, staged = [], [], []
+    changed_files, diffs, plans = [], [], []
     try:
         for item in module.params["directories"]:
             directory = item["path"]
@@ -126,7 +126,6 @@ def main():
                     and directory not in changed_files:
                 changed_files.append(directory)
         listed = [item["path"] for item in module.params["directories"]]
-        plans = []
         # Secrets are masked wherever they would appear in the result, the echoed arguments included.
         for item in module.params["files"]:
             if item["secret"] and item["content"]:
@@ -137,7 +136,8 @@ def main():
                 module.fail_json(msg=f"{dest}: content is required unless state is absent")
             old = _read(dest)
             new = None if item["state"] == "absent" else to_bytes(item["content"], errors="surrogate_or_strict")
-            plans.append((item, old, new))
+            plan = dict(item=item, old=old, new=new, staged=None)
+            plans.append(plan)
             if old == new:
                 continue
             changed_files.append(dest)
@@ -157,7 +157,7 @@ def main():
             if module.check_mode:
                 continue
             fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(dest)}.", dir=directory)
-            staged.append(tmp)
+            plan["staged"] = tmp
             with os.fdopen(fd, "wb") as handle:
                 handle.write(new)
             if item["validate"]:
@@ -169,23 +169,23 @@ def main():
                                      rc=rc, stdout=out, stderr=err, failed_file=dest)
             # The staged copy gets its final owner and mode before it goes live.
             module.set_fs_attributes_if_different(_attributes(module, tmp, item), False)
-        for item, old, new in plans:
-            dest = item["dest"]
-            if old != new and not module.check_mode:
+        for plan in plans:
+            item, new, dest = plan["item"], plan["new"], plan["item"]["dest"]
+            if plan["old"] != new and not module.check_mode:
                 if new is None:
                     os.unlink(dest)
                 else:
-                    tmp = staged.pop(0)
-                    module.atomic_move(tmp, dest, keep_dest_attrs=False)
+                    module.atomic_move(plan["staged"], dest, keep_dest_attrs=False)
             if new is not None and os.path.exists(dest):
                 if module.set_fs_attributes_if_different(_attributes(module, dest, item), False) and dest not in changed_files:
                     changed_files.append(dest)
     except OSError as err:
         module.fail_json(msg=to_native(err))
     finally:
-        for tmp in staged:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        # Scratch copies that did not go live (a failed check, an error).
+        for plan in plans:
+            if plan["staged"] and os.path.exists(plan["staged"]):
+                os.unlink(plan["staged"])
     result = dict(changed=bool(changed_files), changed_files=changed_files)
     if diffs:
         result["diff"] = diffs

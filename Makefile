@@ -44,8 +44,10 @@ lint: venv
 syntax: venv
 	for p in $(PLAYBOOKS); do ansible-playbook --syntax-check $$p || exit 1; done
 
-## Every test: lint, syntax, controller-side tests, every molecule scenario.
-test: lint syntax lab-engine
+## Every test: lint, syntax, controller-side tests, every molecule scenario. The Docker
+## engine and the lab's base image come up while the linters run.
+test: venv
+	$(MAKE) --no-print-directory --output-sync=target -j3 lint syntax lab-engine
 	pytest tests
 
 ## Remove every lab host. The backup repository's storage is kept: `make lab` restores from it.

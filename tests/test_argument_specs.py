@@ -69,6 +69,9 @@ CASES = [
     ("common", {**GOOD_COMMON, "common_sshd_port": "twenty-two"}, "common_sshd_port"),
     ("common", {**GOOD_COMMON, "common_firewall_rules": [{"name": "open-to-nobody", "group": "all", "port": 8080}]},
      "open-to-nobody"),
+    ("common", {**GOOD_COMMON, "common_firewall_rules": [
+        {"name": "to-a-group-nobody-knows", "group": "all", "port": 8080, "from_groups": ["nosuchgroup"]}]},
+     "to-a-group-nobody-knows"),
     ("common", {**GOOD_COMMON, "common_admin_users": [{"name": "ops", "state": "absent"}]}, "common_admin_users"),
     ("lab", {"lab_state": "exploded"}, "lab_state"),
     ("redis", {"redis_admin_password": "x" * 20}, "missing required arguments: redis_app_password"),

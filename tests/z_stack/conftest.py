@@ -236,7 +236,7 @@ class Load:
     def stop(self):
         time.sleep(5)  # and goes on after it ended
         self.client.check_output("touch /tmp/loadgen.stop")
-        for _ in range(60):  # the slow requests still in flight finish (at most 20 s)
+        for _ in range(60):  # the slow requests still in flight finish (at most 20 s in any test)
             out = self.client.run("cat /tmp/loadgen.json").stdout
             if out.rstrip().endswith("}"):
                 return json.loads(out)

@@ -1,7 +1,7 @@
 """Rolling deploys under load (playbooks/deploy.yml: make deploy, make rollback).
 
 Each test runs a mixed load from client1 through the edge while it deploys: 100 requests/s of
-cached pages, uncached /status and POST /notes writes, plus a 10-20 s /slow request every 4 s,
+cached pages, uncached /status and POST /notes writes, plus a 5-10 s /slow request every 2 s,
 so that requests are in flight on every host that is drained. Any answer but 2xx (a 429 or a
 5xx), a reset or a timeout is a failed request; none may fail.
 
@@ -19,7 +19,7 @@ from conftest import STACK_ENV, Load
 from helpers import ROOT, recap, run, task_results
 
 APP_HOSTS = ["app1", "app2"]
-LOAD = ["--rate", "100", "--mix", "50,40,10", "--slow-every", "4", "--slow-min", "10", "--slow-max", "20"]
+LOAD = ["--rate", "100", "--mix", "50,40,10", "--slow-every", "2", "--slow-min", "5", "--slow-max", "10"]
 CSS = re.compile(r"/static/core/site\.[0-9a-f]{12}\.css")
 
 

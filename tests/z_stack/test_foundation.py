@@ -4,7 +4,7 @@ import time
 import pytest
 import yaml
 
-from helpers import ROOT, recap, run
+from helpers import ROOT, recap, run, task_results
 from conftest import MANAGED, SSH_BASE, STACK_LAB_NAME
 
 
@@ -59,6 +59,18 @@ def test_every_host_drops_inbound_by_default(stack):
     for name in MANAGED:
         ruleset = stack.host(name).check_output("sudo -n nft list chain inet djstack_filter input")
         assert "policy drop;" in ruleset, name
+
+
+def test_a_stopped_and_disabled_service_is_started_and_enabled_again(stack):
+    """The common role keeps its services enabled and running (one module run for all of them,
+    library/djstack_units.py): the daily report's timer, disabled and stopped, comes back."""
+    host = stack.host("app1")
+    host.check_output("sudo systemctl disable --now djstack-pending.timer")
+    proc = stack.playbook("services", "playbooks/bootstrap.yml", "--tags", "common", "--limit", "app1")
+    task = "Keep sshd, the firewall, time synchronisation and the daily report enabled and running"
+    assert task_results(proc.stdout, task) == {"app1": "changed"}, proc.stdout[-3000:]
+    state = host.run("systemctl is-enabled djstack-pending.timer; systemctl is-active djstack-pending.timer")
+    assert state.stdout.split() == ["enabled", "active"], state.stdout
 
 
 def test_the_lab_playbook_starts_a_stopped_host(stack):

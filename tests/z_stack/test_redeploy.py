@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+import molecule_runs
 from conftest import CA_ON_CLIENT, SITE, STACK_ENV, STACK_LAB_NAME
 from conftest import log_in as log_in_through_edge
 from helpers import ROOT, run
@@ -108,7 +109,10 @@ def containers():
 
 # A whole fresh converge (about 270 s here, more on a busy CI machine) plus the checks.
 @pytest.mark.timeout(1800)
-def test_destroy_every_host_then_make_lab_brings_the_same_site_back(stack, visitor):
+def test_destroy_every_host_then_make_lab_brings_the_same_site_back(stack, visitor, request):
+    # The database tier's molecule scenario runs beside this test (see tests/test_molecule.py).
+    for scenario in molecule_runs.BESIDE_REDEPLOY & molecule_runs.selected(request.session):
+        molecule_runs.start(scenario)
     # Data through the site: a logged-in staff session, notes through the edge.
     jar = log_in(stack, visitor)
     note_ids = [post_note(visitor, f"redeploy note {i} {time.time_ns()}") for i in range(20)]

@@ -137,6 +137,8 @@ def test_a_ruleset_nft_rejects_never_goes_live(host):
         cwd=ROOT, env={**os.environ, "ANSIBLE_ROLES_PATH": str(ROOT / "roles")},
         capture_output=True, text=True, timeout=600)
     assert proc.returncode != 0, proc.stdout[-3000:]
-    assert failed_task(proc.stdout, proc.stderr) == "common : Write the nftables ruleset, checked with nft before it goes live"
+    assert failed_task(proc.stdout, proc.stderr) == (
+        "common : Write sudoers, sshd_config, the nftables ruleset, time, journald and upgrade settings "
+        "(each checked before it goes live)")
     assert "/etc/nftables.conf: failed to validate, nothing was changed" in proc.stdout + proc.stderr, proc.stdout[-3000:]
     assert (host.check_output("nft list table inet djstack_filter"), host.file("/etc/nftables.conf").sha256sum) == before

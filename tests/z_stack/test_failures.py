@@ -101,10 +101,10 @@ def wait_for(what, check, seconds):
 
 
 def write_host(visitor, text):
-    """POST a note through the edge; the primary that took it, or None."""
+    """POST a note through the edge; the primary that took it, or what came back instead."""
     code, _, body = visitor("/notes", "-X", "POST", "-H", "'Content-Type: application/json'",
                             "-d", shlex.quote(json.dumps({"text": text})))
-    return json.loads(body)["write_db_host"] if code == 201 else None
+    return json.loads(body)["write_db_host"] if code == 201 else f"HTTP {code}: {body[:500]}"
 
 
 def test_primary_killed_failover_gives_writes_back_and_the_old_primary_stays_fenced(stack, visitor):

@@ -44,6 +44,10 @@ options:
       group: {description: Group., type: str, default: root}
       mode: {description: Mode (an octal string such as "0644")., type: str, default: "0644"}
       validate: {description: A command run on the staged copy (%s is its path); non-zero fails the task., type: str}
+      backup:
+        description: Keep the file as it was in a timestamped copy beside it before it is replaced (returned in C(backup_files)).
+        type: bool
+        default: false
       secret:
         description:
           - The content is a secret (a key, a password file). It is kept out of --diff and out of
@@ -59,6 +63,10 @@ changed_files:
   returned: always
   type: list
   elements: str
+backup_files:
+  description: For each replaced file with C(backup), the path of the copy of what it held before.
+  returned: always
+  type: dict
 """
 
 import os
@@ -75,6 +83,7 @@ FILE_SPEC = dict(
     group=dict(type="str", default="root"),
     mode=dict(type="str", default="0644"),
     validate=dict(type="str"),
+    backup=dict(type="bool", default=False),
     secret=dict(type="bool", default=False),
 )
 
@@ -113,7 +122,7 @@ def main():
                            files=dict(type="list", elements="dict", required=True, options=FILE_SPEC)),
         supports_check_mode=True,
     )
-    changed_files, diffs, plans = [], [], []
+    changed_files, diffs, plans, backups = [], [], [], {}
     try:
         for item in module.params["directories"]:
             directory = item["path"]
@@ -172,6 +181,8 @@ def main():
         for plan in plans:
             item, new, dest = plan["item"], plan["new"], plan["item"]["dest"]
             if plan["old"] != new and not module.check_mode:
+                if item["backup"] and plan["old"] is not None:
+                    backups[dest] = module.backup_local(dest)
                 if new is None:
                     os.unlink(dest)
                 else:
@@ -186,7 +197,7 @@ def main():
         for plan in plans:
             if plan["staged"] and os.path.exists(plan["staged"]):
                 os.unlink(plan["staged"])
-    result = dict(changed=bool(changed_files), changed_files=changed_files)
+    result = dict(changed=bool(changed_files), changed_files=changed_files, backup_files=backups)
     if diffs:
         result["diff"] = diffs
     module.exit_json(**result)

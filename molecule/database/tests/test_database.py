@@ -297,7 +297,7 @@ def test_a_postgresql_conf_that_postgres_rejects_never_goes_live(db1):
     proc, _ = playbook("database.yml", "--tags", "postgresql", "--limit", _name("db_primary"),
                        "-e", json.dumps({"postgresql_settings": {"work_mem": "plenty"}}))
     assert proc.returncode != 0, proc.stdout[-3000:]
-    assert failed_task(proc.stdout, proc.stderr) == "postgresql : Write postgresql.conf, checked by postgres -C before it goes live"
+    assert failed_task(proc.stdout, proc.stderr) == "postgresql : Write the start-up fence, pg_hba.conf and postgresql.conf (checked by postgres -C before it goes live)"
     assert (db1.file(conf).sha256sum, local(db1, "SHOW work_mem")) == before
 
 

@@ -61,6 +61,21 @@ def test_a_failed_check_leaves_every_file_of_the_task_as_it_was(tmp_path):
     assert rc == 0 and first.read_text() == "new\n" and second.read_text() == "valid\n"
 
 
+def test_backup_keeps_what_a_replaced_file_held(tmp_path):
+    """`backup`: the file's old content in a copy beside it, named in backup_files; a new file
+    or an unchanged one has no copy (postgresql puts a pg_hba.conf the server refuses back)."""
+    hba, fresh = tmp_path / "pg_hba.conf", tmp_path / "new.conf"
+    hba.write_text("host all all 10.0.0.1/32 scram-sha-256\n")
+    wanted = [{"dest": str(hba), "content": "broken\n", "backup": True},
+              {"dest": str(fresh), "content": "x\n", "backup": True}]
+    rc, result = files(*wanted)
+    assert rc == 0 and list(result["backup_files"]) == [str(hba)], result
+    kept = result["backup_files"][str(hba)]
+    assert os.path.dirname(kept) == str(tmp_path) and open(kept).read() == "host all all 10.0.0.1/32 scram-sha-256\n"
+    assert hba.read_text() == "broken\n"
+    assert files(*wanted)[1]["backup_files"] == {}
+
+
 def test_check_mode_shows_the_diff_and_writes_nothing_and_secrets_never_show(tmp_path):
     plain, secret = tmp_path / "plain.conf", tmp_path / "secret.key"
     plain.write_text("port = 1\n")

@@ -73,6 +73,18 @@ def test_a_stopped_and_disabled_service_is_started_and_enabled_again(stack):
     assert state.stdout.split() == ["enabled", "active"], state.stdout
 
 
+def test_readme_adding_a_host_with_limit_runs_on_that_host_and_its_group(stack):
+    """README "Adding a host": `site.yml --limit newhost,its-group`. For an app host that leaves
+    localhost (the build play) out of the run; the release is named from the app's source
+    instead, and the run passes, on those hosts only, changing nothing on a converged lab."""
+    proc = stack.playbook("limit app2,app", "site.yml", "--limit", "app2,app", check=False)
+    assert proc.returncode == 0, proc.stdout[-8000:] + proc.stderr[-3000:]
+    counts = recap(proc.stdout)
+    assert set(counts) == {"app1", "app2"} and not any(c["changed"] for c in counts.values()), counts
+    assert task_results(proc.stdout, "Name the release from the app's source (the build play was outside --limit)") \
+        == {"app1": "ok"}, proc.stdout[-5000:]
+
+
 def test_the_lab_playbook_starts_a_stopped_host(stack):
     """`make lab` on a stopped lab starts it: one host stopped (as a reboot of the machine leaves
     every container), playbooks/lab.yml again, and the host is back with its services."""

@@ -13,9 +13,9 @@ import time
 import pytest
 
 import molecule_runs
-from conftest import CA_ON_CLIENT, SITE, STACK_ENV, STACK_LAB_NAME
+from conftest import CA_ON_CLIENT, MANAGED, SITE, STACK_ENV, STACK_LAB_NAME
 from conftest import log_in as log_in_through_edge
-from helpers import ROOT, run
+from helpers import ROOT, run, task_results
 
 STAFF, STAFF_PASSWORD = "redeploy-admin", "redeploy-admin-password-not-a-secret"
 JAR = "/tmp/redeploy-jar"
@@ -131,8 +131,12 @@ def test_destroy_every_host_then_make_lab_brings_the_same_site_back(stack, visit
     stack.reset()
 
     started = time.time()
-    run(["make", "lab"], env=STACK_ENV, check=True, timeout=1500)
+    lab = run(["make", "lab"], env=STACK_ENV, check=True, timeout=1500)
     recovered = time.time() - started
+    # Every fresh host was bootstrapped with the bootstrap account, then the run logged in again
+    # as the admin on a new connection (not on the bootstrap account's lingering SSH master).
+    relogin = task_results(lab.stdout, "Check that the admin logs in")
+    assert relogin == {h: "ok" for h in MANAGED}, f"admin log-in after bootstrap: {relogin}"
 
     # The rebuilt client needs the lab CA again (its /tmp is new), and the saved session.
     ca = ROOT / ".lab" / "pki" / STACK_LAB_NAME / "ca.crt"

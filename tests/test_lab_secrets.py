@@ -29,7 +29,7 @@ def _secrets(tmp_path, passwords, keys):
                             "lab_vault_passwords": passwords, "lab_vault_rsa_keys": keys})
     (tmp_path / "vars.yml").write_text(extra)
     proc = run(["ansible-playbook", "-i", "localhost,", "-e", f"@{tmp_path / 'vars.yml'}", str(tmp_path / "play.yml")],
-               env={"ANSIBLE_VAULT_IDENTITY_LIST": f"lab@{tmp_path / 'pass'}", "ANSIBLE_ROLES_PATH": str(ROOT / "roles")},
+               env={"ANSIBLE_VAULT_PASSWORD_FILE": str(tmp_path / "pass"), "ANSIBLE_ROLES_PATH": str(ROOT / "roles")},
                check=True)
     return proc
 
@@ -53,7 +53,7 @@ def test_keys_and_passwords_are_generated_once_and_kept(tmp_path):
     key = serialization.load_pem_private_key(vault["vault_opendkim_key_example_test"].encode(), password=None)
     assert key.key_size >= 2048
     raw = (tmp_path / "vault.yml").read_text()
-    assert raw.startswith("$ANSIBLE_VAULT;1.2;AES256;lab\n") and "PRIVATE KEY" not in raw
+    assert raw.startswith("$ANSIBLE_VAULT;1.1;AES256\n") and "PRIVATE KEY" not in raw
     # No key file anywhere but inside the encrypted vault.
     assert not [p for p in tmp_path.rglob("*") if p.is_file() and b"PRIVATE KEY" in p.read_bytes()
                 and p.name != "id_ed25519"]

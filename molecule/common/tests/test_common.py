@@ -1,6 +1,7 @@
 """What an operator checks on a freshly hardened host."""
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -11,7 +12,7 @@ import pytest
 SCENARIO = Path(__file__).resolve().parents[1]
 ROOT = SCENARIO.parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
-from helpers import failed_task  # noqa: E402  (the project's shared test helpers)
+from helpers import failed_task, recap, task_results  # noqa: E402  (the project's shared test helpers)
 
 
 def sshd_effective(host):
@@ -142,3 +143,33 @@ def test_a_ruleset_nft_rejects_never_goes_live(host):
         "(each checked before it goes live)")
     assert "/etc/nftables.conf: failed to validate, nothing was changed" in proc.stdout + proc.stderr, proc.stdout[-3000:]
     assert (host.check_output("nft list table inet djstack_filter"), host.file("/etc/nftables.conf").sha256sum) == before
+
+
+def converge(*args):
+    return subprocess.run(
+        ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(SCENARIO / "converge.yml"), *args],
+        cwd=ROOT, env={**os.environ, "ANSIBLE_ROLES_PATH": str(ROOT / "roles"), "ANSIBLE_NOCOLOR": "1"},
+        capture_output=True, text=True, timeout=600)
+
+
+def test_admin_accounts_drifted_by_hand_are_put_back_and_left_alone_once_right(host):
+    """The role skips its group/user/key module runs when a read-only probe finds every account as
+    listed: a changed shell, a key added by hand and a removed admin back on the host must each
+    still be found and undone, and the next run must find nothing to do."""
+    key_file = "/home/tester/.ssh/authorized_keys"
+    listed_keys = host.file(key_file).content_string
+    host.run_expect([0], "chsh -s /bin/sh tester && useradd -m leaver && echo "
+                         f"'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHandAddedKeyHandAddedKeyHandAddedKey000 hand' >> {key_file}")
+    first = converge()
+    assert first.returncode == 0, first.stdout[-3000:]
+    (name,) = recap(first.stdout)  # the scenario's one host
+    for task in ("Manage the admin accounts", "Authorise exactly the listed SSH keys"):
+        assert task_results(first.stdout, task) == {name: "changed"}, (task, first.stdout[-3000:])
+    assert host.user("tester").shell == "/bin/bash"
+    assert not host.user("leaver").exists
+    assert host.file(key_file).content_string == listed_keys
+    second = converge("-v")
+    assert second.returncode == 0 and recap(second.stdout)[name]["changed"] == 0, second.stdout[-3000:]
+    assert re.search(r'"?stdout"?: "?as wanted', second.stdout), second.stdout[-3000:]
+    for task in ("Manage the admin accounts", "Authorise exactly the listed SSH keys"):
+        assert task_results(second.stdout, task).get(name, "skipping") == "skipping", (task, second.stdout[-3000:])

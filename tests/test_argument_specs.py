@@ -203,3 +203,48 @@ def test_mail_playbook_checks_every_role_before_any_change(tmp_path, variables, 
     assert proc.returncode != 0 and expected in output, output
     counts = recap(proc.stdout)["target"]
     assert counts["failed"] == 1 and counts["changed"] == 0 and counts["unreachable"] == 0, output
+
+
+def _cert_naming(tmp_path, *names):
+    """A throw-away self-signed certificate whose subjectAltName lists `names` (DNS:x, IP:x)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "target")])
+    sans = [x509.IPAddress(ipaddress.ip_address(n[3:])) if n.startswith("IP:") else x509.DNSName(n[4:]) for n in names]
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName(sans), critical=False).sign(key, hashes.SHA256()))
+    path = tmp_path / "target.crt"
+    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return str(path)
+
+
+@pytest.mark.parametrize("debian,passes", [("12", False), ("13", True)])
+def test_pgbackrest_refuses_a_certificate_without_the_address_peers_use(tmp_path, debian, passes):
+    """Peers reach a host's pgBackRest server at its private address (no DNS). A certificate with
+    that address as an IP entry only is refused on Debian 12 (pgBackRest 2.45 checks DNS entries
+    only) before the host is contacted, naming the entry to add; Debian 13's 2.55 accepts it."""
+    (tmp_path / "inventory.ini").write_text(
+        "[db]\ntarget ansible_host=127.0.0.1 ansible_port=9 ansible_connection=ssh ansible_user=nobody private_ip=192.0.2.21\n"
+        "[backup]\nbackup1 ansible_host=127.0.0.1 ansible_port=9 private_ip=192.0.2.51\n")
+    variables = {**GOOD_PGBACKREST, "pgbackrest_tls_cert_src": _cert_naming(tmp_path, "DNS:target", "IP:192.0.2.21"),
+                 "ansible_distribution": "Debian", "ansible_distribution_major_version": debian}
+    (tmp_path / "vars.json").write_text(json.dumps(variables))
+    (tmp_path / "play.yml").write_text("- hosts: target\n  gather_facts: false\n  roles:\n    - role: pgbackrest\n")
+    proc = run(["ansible-playbook", "-i", str(tmp_path / "inventory.ini"), "-e", f"@{tmp_path / 'vars.json'}",
+                str(tmp_path / "play.yml")])
+    output = proc.stdout + proc.stderr
+    counts = recap(proc.stdout)["target"]
+    if passes:
+        assert counts["unreachable"] == 1 and counts["failed"] == 0, output
+    else:
+        assert counts["failed"] == 1 and counts["changed"] == 0 and counts["unreachable"] == 0, output
+        assert "reach target's pgBackRest server as '192.0.2.21'" in output and "Add DNS:192.0.2.21" in output, output

@@ -71,15 +71,31 @@ def test_memory_settings_follow_the_host(stack):
     }, (mem_mb, max_connections)
 
 
-def test_a_differential_backup_runs_from_its_scheduled_unit(stack):
-    """The timers are scheduled, and the unit they start really backs up (run now, not at 01:30)."""
+def test_a_differential_backup_runs_from_its_scheduled_unit_with_peers_by_address(stack):
+    """The timers are scheduled, and the unit they start really backs up (run now, not at 01:30).
+    The tier needs no DNS: while every host's own name lookup sends the others' names to a
+    black hole (TEST-NET-1), the backup and a WAL archive check still go through."""
     backup = stack.host("backup1")
     for kind in ("full", "diff"):
         assert backup.service(f"pgbackrest-{kind}.timer").is_enabled
         assert backup.check_output(f"systemctl show -p NextElapseUSecRealtime --value pgbackrest-{kind}.timer")
     info = "sudo -u postgres pgbackrest --stanza=main --output=json info"
     before = [b["label"] for b in json.loads(backup.check_output(info))[0]["backup"]]
-    backup.check_output("sudo systemctl start pgbackrest-backup@diff.service")
+    tier = ("db1", "db2", "backup1")
+    blackhole = "192.0.2.1 " + " ".join(tier) + "  # djstack-test"
+    try:
+        for name in tier:
+            stack.host(name).check_output(f"echo '{blackhole}' | sudo tee -a /etc/hosts")
+        assert backup.check_output("getent hosts db1").startswith("192.0.2.1")
+        backup.check_output("sudo systemctl start pgbackrest-backup@diff.service")
+        primary = next(h for h in ("db1", "db2") if stack.host(h).check_output(
+            "sudo -u postgres psql -XAtc 'SELECT pg_is_in_recovery()'") == "f")
+        check = stack.host(primary).run("sudo -u postgres pgbackrest --stanza=main check")
+        assert check.rc == 0, check.stdout + check.stderr
+    finally:
+        for name in tier:  # /etc/hosts is Docker's bind mount: rewritten in place, not replaced
+            stack.host(name).run("sudo sh -c 'grep -v \"# djstack-test$\" /etc/hosts > /tmp/hosts.kept; "
+                                 "cat /tmp/hosts.kept > /etc/hosts; rm /tmp/hosts.kept'")
     after = json.loads(backup.check_output(info))[0]["backup"]
     new = [b for b in after if b["label"] not in before]
     assert len(new) == 1 and new[0]["type"] == "diff", new

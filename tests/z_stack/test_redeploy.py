@@ -15,7 +15,7 @@ import pytest
 import molecule_runs
 from conftest import CA_ON_CLIENT, MANAGED, SITE, STACK_ENV, STACK_LAB_NAME
 from conftest import log_in as log_in_through_edge
-from helpers import ROOT, run, task_results
+from helpers import ROOT, recap, run, task_results
 
 STAFF, STAFF_PASSWORD = "redeploy-admin", "redeploy-admin-password-not-a-secret"
 JAR = "/tmp/redeploy-jar"
@@ -130,9 +130,22 @@ def test_destroy_every_host_then_make_lab_brings_the_same_site_back(stack, visit
     assert containers() == [], "make destroy left containers"
     stack.reset()
 
+    # README step 5 on the fresh hosts first: `site.yml --check --diff`. Check mode installs
+    # nothing, so each host's plays stop at their first missing packages, saying what a real
+    # run installs; nothing fails, nothing is unreachable, nothing changes.
+    started = time.time()
+    run(["ansible-playbook", "playbooks/lab.yml"], env=STACK_ENV, check=True, timeout=600)
+    created = time.time() - started
+    check = run(["ansible-playbook", "site.yml", "--check", "--diff"], env=STACK_ENV, timeout=900)
+    counts = recap(check.stdout, MANAGED + ["client1"])
+    assert check.returncode == 0 and all(c["failed"] == c["unreachable"] == 0 for c in counts.values()), \
+        (counts, check.stdout[-5000:])
+    quiet = [h for h in MANAGED + ["client1"] if f"Check mode: {h} lacks" not in check.stdout]
+    assert not quiet, f"no word on what a real run installs on {quiet}:\n{check.stdout[-5000:]}"
+
     started = time.time()
     lab = run(["make", "lab"], env=STACK_ENV, check=True, timeout=1500)
-    recovered = time.time() - started
+    recovered = created + time.time() - started  # host creation and make lab, not the check run
     # Every fresh host was bootstrapped with the bootstrap account, then the run logged in again
     # as the admin on a new connection (not on the bootstrap account's lingering SSH master).
     relogin = task_results(lab.stdout, "Check that the admin logs in")

@@ -11,6 +11,9 @@ LIMITS = {"database": 1500}
 DEFAULT_LIMIT = 900
 # Started by the stack's redeploy test, beside it (tests/test_molecule.py says why).
 BESIDE_REDEPLOY = {"database"}
+# Started in the background when the scenario named as the key starts: short scenarios with
+# no availability or timing checks, whose containers and names are their own.
+BESIDE = {"common": ["cache"]}
 _RUNS = {}
 
 
@@ -22,6 +25,9 @@ def start(scenario):
     """`molecule test -s scenario` in a thread, once per session."""
     if scenario in _RUNS:
         return
+    for other in BESIDE.get(scenario, []):
+        if other in FOUND:
+            start(other)
     outcome = {}
 
     def work():

@@ -248,3 +248,20 @@ def test_pgbackrest_refuses_a_certificate_without_the_address_peers_use(tmp_path
     else:
         assert counts["failed"] == 1 and counts["changed"] == 0 and counts["unreachable"] == 0, output
         assert "reach target's pgBackRest server as '192.0.2.21'" in output and "Add DNS:192.0.2.21" in output, output
+
+
+def test_check_mode_names_a_release_not_built_and_stops_there(tmp_path):
+    """README step 5: `--check` before a release is built says so and ends the app play for the
+    host (nothing fails, the host is never contacted: the stop comes before any host task)."""
+    (tmp_path / "inventory.ini").write_text(
+        "target ansible_host=127.0.0.1 ansible_port=9 ansible_connection=ssh ansible_user=nobody\n")
+    (tmp_path / "vars.json").write_text(json.dumps({**GOOD_APP, **FACTS, "app_release_id": "9.9.9-notbuilt0000",
+                                                    "app_build_dir": str(tmp_path / "build")}))
+    (tmp_path / "play.yml").write_text("- hosts: target\n  gather_facts: false\n  roles:\n    - role: app\n")
+    proc = run(["ansible-playbook", "--check", "-i", str(tmp_path / "inventory.ini"), "-e", f"@{tmp_path / 'vars.json'}",
+                str(tmp_path / "play.yml")])
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output
+    assert "Check mode: target cannot stage release 9.9.9-notbuilt0000: it is not built." in output, output
+    counts = recap(proc.stdout)["target"]
+    assert counts["failed"] == 0 and counts["unreachable"] == 0, output

@@ -37,8 +37,8 @@ GOOD_POSTGRESQL = {
 GOOD_PGBACKREST = {"pgbackrest_cipher_pass": "e" * 24, "pgbackrest_tls_cert_src": _SOME_FILE,
                    "pgbackrest_tls_key_src": _SOME_FILE, "pgbackrest_tls_ca_src": _SOME_FILE}
 
-GOOD_NGINX = {"nginx_tls_cert_src": _SOME_FILE, "nginx_tls_key_src": _SOME_FILE}
-GOOD_VARNISH = {"varnish_backends": [{"name": "app1", "host": "192.0.2.11", "port": 8000}],
+GOOD_NGINX = {"site_domain": "www.example.test", "nginx_tls_cert_src": _SOME_FILE, "nginx_tls_key_src": _SOME_FILE}
+GOOD_VARNISH = {"site_domain": "www.example.test", "varnish_backends": [{"name": "app1", "host": "192.0.2.11", "port": 8000}],
                 "varnish_purge_listen_address": "192.0.2.10"}
 
 
@@ -123,6 +123,8 @@ CASES = [
     ("opendkim", {"opendkim_domains": _dkim_domains(selector="Mail 2026")}, "with a selector of lowercase letters"),
     ("opendkim", {"opendkim_domains": _dkim_domains(), "opendkim_dmarc_policy": "none"}, "opendkim_dmarc_policy"),
     ("nginx", {}, "With nginx_tls_source file, nginx_tls_cert_src"),
+    ("nginx", _without(GOOD_NGINX, "site_domain"), "The site has no name: set site_domain"),
+    ("varnish", _without(GOOD_VARNISH, "site_domain"), "The site has no name for the health probe"),
     ("nginx", {**GOOD_NGINX, "nginx_tls_key_src": "/nonexistent/edge1.key"}, "nginx_tls_key_src"),
     ("nginx", {**GOOD_NGINX, "nginx_tls_protocols": ["TLSv1.1", "TLSv1.2"]}, "nginx_tls_protocols"),
     ("nginx", {**GOOD_NGINX, "nginx_tls_protocols": []}, "nginx_tls_protocols at least one"),

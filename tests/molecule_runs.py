@@ -13,7 +13,7 @@ DEFAULT_LIMIT = 900
 BESIDE_REDEPLOY = {"database"}
 # Started in the background when the scenario named as the key starts: short scenarios with
 # no availability or timing checks, whose containers and names are their own.
-BESIDE = {"common": ["cache"]}
+BESIDE = {"common": ["cache"], "mail": ["acme"]}
 _RUNS = {}
 
 

@@ -16,15 +16,13 @@ from pathlib import Path
 
 import pytest
 import testinfra
-import yaml
 from cryptography.hazmat.primitives import serialization
 
 SCENARIO = Path(__file__).resolve().parent.parent
 ROOT = SCENARIO.parent.parent
-MOLECULE = yaml.safe_load(
-    (SCENARIO / "molecule.yml").read_text()
-    .replace("${LAB_NAME:-djstack}", os.environ.get("LAB_NAME", "djstack"))
-    .replace("${MOLECULE_MAIL_NET:-10.231.220}", os.environ.get("MOLECULE_MAIL_NET", "10.231.220")))
+sys.path.insert(0, str(ROOT / "tests"))
+import molecule_config  # noqa: E402  (the project's shared test helpers)
+MOLECULE = molecule_config.load(SCENARIO)
 HOSTVARS = MOLECULE["provisioner"]["inventory"]["host_vars"]
 MAILVARS = MOLECULE["provisioner"]["inventory"]["group_vars"]["mail"]
 DOMAIN = MAILVARS["opendkim_domains"][0]["name"]
@@ -36,7 +34,6 @@ ZONE_FILE = EPHEMERAL / "dns" / f"{DOMAIN}.zone"
 CA = EPHEMERAL / "pki" / "ca.crt"
 SINK_MAILDIR = "/var/mail/sink/Maildir"
 
-sys.path.insert(0, str(ROOT / "tests"))
 import dkimzone  # noqa: E402  (the project's shared test helpers)
 HOST_KEY = f"/etc/dkimkeys/{DOMAIN}.{SELECTOR}.private"
 

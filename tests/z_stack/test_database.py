@@ -5,7 +5,7 @@ import time
 import pytest
 
 from conftest import MANAGED, STACK_ENV, Load, missing_writes  # noqa: F401  (same stack fixture)
-from helpers import ROOT
+from helpers import ROOT, recap
 
 CA_ON_APP = "/tmp/djstack-db-test-ca.crt"
 
@@ -52,6 +52,16 @@ def test_a_backup_exists_in_the_repository(stack):
     assert info["status"]["code"] == 0, info["status"]
     assert len(info["backup"]) >= 1
     assert info["cipher"] == "aes-256-cbc"
+
+
+def test_the_readmes_pgbackrest_tags_run_changes_nothing(stack):
+    """README: `ansible-playbook playbooks/database.yml --tags pgbackrest` applies pgBackRest's
+    settings alone: on the converged lab it runs pgBackRest's tasks, fails nowhere and changes
+    nothing."""
+    proc = stack.playbook("pgbackrest tags", "playbooks/database.yml", "--tags", "pgbackrest")
+    counts = recap(proc.stdout, ["db1", "db2", "backup1"])
+    assert all(c["changed"] == 0 and c["failed"] == 0 for c in counts.values()), proc.stdout[-5000:]
+    assert "TASK [pgbackrest : Write pgbackrest.conf, the TLS files and the archive watch]" in proc.stdout, proc.stdout[-5000:]
 
 
 def test_memory_settings_follow_the_host(stack):

@@ -207,6 +207,25 @@ def test_mail_playbook_checks_every_role_before_any_change(tmp_path, variables, 
     assert counts["failed"] == 1 and counts["changed"] == 0 and counts["unreachable"] == 0, output
 
 
+@pytest.mark.parametrize("playbook,group,extra,expected", [
+    ("backup.yml", "backup", ["-e", "backup_type=weekly"], "pgbackrest_backup_type"),
+    ("restore.yml", "db_primary", ["-e", "restore_confirm_overwrite=perhaps"], "pgbackrest_restore_confirm_overwrite"),
+    ("failover.yml", "db", ["-e", "failover_mode=sideways"], "failover_mode must be switchover, failover or rejoin"),
+], ids=["backup-type", "restore-flag", "failover-mode"])
+def test_procedure_playbooks_refuse_bad_input_before_any_change(tmp_path, playbook, group, extra, expected):
+    """The ops playbooks hand their input to the roles' procedure entry points, whose argument
+    specs (or the playbook's own check of the request) refuse it before any task reaches the host."""
+    (tmp_path / "inventory.ini").write_text(
+        f"[{group}]\ntarget ansible_host=127.0.0.1 ansible_port=9 ansible_connection=ssh ansible_user=nobody\n"
+        + ("[db]\nother ansible_host=127.0.0.1 ansible_port=9 ansible_connection=ssh ansible_user=nobody\n"
+           "[db_replica]\nother\n[db_primary]\ntarget\n" if group == "db" else ""))
+    proc = run(["ansible-playbook", "-i", str(tmp_path / "inventory.ini"), *extra, str(ROOT / "playbooks" / playbook)])
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and expected in output, output
+    counts = recap(proc.stdout)["target"]
+    assert counts["failed"] == 1 and counts["changed"] == 0 and counts["unreachable"] == 0, output
+
+
 def _cert_naming(tmp_path, *names):
     """A throw-away self-signed certificate whose subjectAltName lists `names` (DNS:x, IP:x)."""
     import datetime
@@ -267,3 +286,27 @@ def test_check_mode_names_a_release_not_built_and_stops_there(tmp_path):
     assert "Check mode: target cannot stage release 9.9.9-notbuilt0000: it is not built." in output, output
     counts = recap(proc.stdout)["target"]
     assert counts["failed"] == 0 and counts["unreachable"] == 0, output
+
+
+def test_every_call_of_an_entry_point_runs_its_argument_spec():
+    """Ansible validates an entry point only when tasks_from is its exact name: `tasks_from:
+    opening.yml` loads the same file but skips the spec of `opening` without a word. Every
+    call in the project names the entry point, and every entry point has its tasks file."""
+    import re
+
+    import yaml
+    problems = []
+    for spec_file in (ROOT / "roles").glob("*/meta/argument_specs.yml"):
+        role = spec_file.parent.parent
+        for entry in yaml.safe_load(spec_file.read_text())["argument_specs"]:
+            if not (role / "tasks" / f"{entry}.yml").exists():
+                problems.append(f"{role.name}: entry point {entry} has no tasks/{entry}.yml")
+    calls = re.compile(r"name: (\w+)\s+tasks_from: ([\w.]+)")
+    for path in [*ROOT.glob("*.yml"), *ROOT.glob("playbooks/**/*.yml"), *ROOT.glob("roles/**/*.yml"),
+                 *ROOT.glob("molecule/**/*.yml")]:
+        for role, tasks_from in calls.findall(path.read_text()):
+            specs = ROOT / "roles" / role / "meta" / "argument_specs.yml"
+            entries = yaml.safe_load(specs.read_text())["argument_specs"] if specs.exists() else {}
+            if tasks_from.removesuffix(".yml") in entries and tasks_from not in entries:
+                problems.append(f"{path.relative_to(ROOT)}: tasks_from {tasks_from} skips the spec of {tasks_from[:-4]}")
+    assert not problems, "\n".join(problems)

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from helpers import ROOT, recap, run, task_results
+from helpers import ROOT, failed_task, recap, run, task_results
 
 APP = ROOT / "app"
 LOCK = APP / "requirements.lock"
@@ -194,3 +194,20 @@ def test_failed_build_leaves_nothing(tmp_path):
     assert proc.returncode != 0, proc.stdout
     assert "Build the app's wheel" in proc.stdout and "Remove the failed build" in proc.stdout, proc.stdout
     assert sorted(p.name for p in build_dir.iterdir()) == [], list(build_dir.iterdir())
+
+
+@pytest.mark.parametrize(("variable", "value", "message", "task"), [
+    ("app_build_arch", "sparc", "value of app_build_arch must be one of: x86_64, aarch64, i686, ppc64le, s390x, got: sparc",
+     "app : Validating arguments against arg spec 'build'"),
+    ("app_build_python", "3", "app_build_python must look like 3.11", "app : Check the build variables"),
+])
+def test_bad_build_input_stops_before_any_change(tmp_path, variable, value, message, task):
+    """The role's entry point `build` checks its inputs (argument spec, then an assert for what
+    a spec cannot express) before it creates anything."""
+    build_dir = tmp_path / "build"
+    proc = run(["ansible-playbook", "playbooks/build.yml", "-e", f"app_build_dir={build_dir}", "-e", f"{variable}={value}"],
+               timeout=300)
+    assert proc.returncode != 0, proc.stdout
+    assert message in " ".join(proc.stdout.split()), proc.stdout[-5000:]
+    assert failed_task(proc.stdout, proc.stderr).startswith(task), proc.stdout[-5000:]
+    assert recap(proc.stdout)["localhost"]["changed"] == 0 and not build_dir.exists(), proc.stdout

@@ -2,18 +2,23 @@
 sure the backup repository has it, fingerprint it, destroy every host with `make destroy`,
 rebuild with `make lab` (nothing else typed), and compare.
 
+Last, a copy of inventories/production converged on fresh hosts (issue 23's judgement).
+
 This module sorts last among the stack tests on purpose: it replaces every host of the lab.
 It prints the RPO (acknowledged writes not restored, and their time window) and the time to
 recover, and keeps them in .lab/redeploy-<lab>.json for bench/RESULTS.md.
 """
 import json
+import re
 import shlex
+import shutil
 import time
 
 import pytest
+import yaml
 
 import molecule_runs
-from conftest import CA_ON_CLIENT, MANAGED, SITE, STACK_ENV, STACK_LAB_NAME
+from conftest import CA_ON_CLIENT, MANAGED, PURGE, SITE, STACK_ENV, STACK_LAB_NAME
 from conftest import log_in as log_in_through_edge
 from helpers import ROOT, recap, run, task_results
 
@@ -181,3 +186,73 @@ def test_destroy_every_host_then_make_lab_brings_the_same_site_back(stack, visit
     print(f"\nREDEPLOY: RPO {len(lost)} of {len(late)} writes acknowledged after the last archived "
                          f"WAL lost (window {window:.1f} s); every write before it restored; "
                          f"time to recover (make lab) {recovered:.0f} s")
+
+
+def production_copy(tmp_path, prefix):
+    """A user's copy of inventories/production on this lab's fresh hosts: the example's hosts
+    at the lab's addresses, the lab's SSH key as the admin's, the controller's address as the
+    admin network, how this controller connects (key, known_hosts), a vault of throw-away
+    secrets under the id `production` and throw-away TLS files (README "Using it on real
+    servers", steps 1-4). Nothing else of the lab's overlay."""
+    from test_production_inventory import throwaway_tls, throwaway_vault
+
+    inventory = tmp_path / "inventory"
+    shutil.copytree(ROOT / "inventories" / "production", inventory)
+    hosts = inventory / "hosts.yml"
+    text = re.sub(r"\b203\.0\.113\.(\d+)", prefix + r".\1", hosts.read_text())
+    hosts.write_text(re.sub(r"\b10\.0\.0\.(\d+)", prefix + r".\1", text))
+    common = inventory / "group_vars" / "all" / "common.yml"
+    key = (ROOT / ".lab" / "id_ed25519.pub").read_text().strip()
+    text, keys = re.subn(r"ssh-ed25519 \S+ alice@laptop", key, common.read_text())
+    text, networks = re.subn(r"198\.51\.100\.0/24", f"{prefix}.1/32", text)
+    assert keys == networks == 1, "the example's admin key or admin network moved: update this test"
+    common.write_text(text)
+    (inventory / "group_vars" / "all" / "connection.yml").write_text(yaml.safe_dump({
+        "ansible_ssh_private_key_file": str(ROOT / ".lab" / "id_ed25519"),
+        "ansible_ssh_common_args": f"-o UserKnownHostsFile={tmp_path / 'known_hosts'} -o StrictHostKeyChecking=accept-new"}))
+    password = tmp_path / "vault-pass"
+    throwaway_vault(inventory, password)
+    listing = json.loads(run(["ansible-inventory", "-i", str(inventory), "--vault-id", f"production@{password}", "--list"],
+                             check=True).stdout)["_meta"]["hostvars"]
+    assert len(listing) == len(MANAGED), sorted(listing)
+    site = next(iter(listing.values()))["site_domain"]
+    throwaway_tls(inventory / "files" / "tls", {name: hv["private_ip"] for name, hv in listing.items()}, site)
+    return inventory, password, listing, site
+
+
+# Fresh hosts, a check run, a converge and a second run: about 6 minutes here.
+@pytest.mark.timeout(1800)
+def test_a_copy_of_the_production_example_converges_on_fresh_hosts(stack, tmp_path):
+    """Issue 23's judgement: copy inventories/production, put the lab's addresses in it, run
+    site.yml on fresh hosts. The check run fails nowhere, the converge passes, a second run
+    changes nothing, and the site answers over HTTPS with its certificate, cached by the edge,
+    with the database, the replica and the cache ready. Runs after the redeploy: it replaces
+    every host again."""
+    prefix = STACK_ENV["LAB_NET_PREFIX"]
+    run(PURGE, env=STACK_ENV, check=True)
+    stack.reset()
+    run(["ansible-playbook", "playbooks/lab.yml"], env=STACK_ENV, check=True, timeout=600)
+    inventory, password, hostvars, site = production_copy(tmp_path, prefix)
+    env = {**STACK_ENV, "ANSIBLE_CACHE_PLUGIN_CONNECTION": str(tmp_path / "facts")}
+    command = ["ansible-playbook", "-i", str(inventory), "--vault-id", f"production@{password}", "site.yml"]
+
+    check = run([*command, "--check", "--diff"], env=env, timeout=900)
+    counts = recap(check.stdout, hostvars)
+    assert check.returncode == 0 and all(c["failed"] == c["unreachable"] == 0 for c in counts.values()), \
+        (counts, check.stdout[-5000:])
+    converge = run(command, env=env, timeout=1500)
+    counts = recap(converge.stdout, hostvars)
+    assert converge.returncode == 0 and all(c["failed"] == 0 for c in counts.values()), \
+        (counts, converge.stdout[-8000:])
+    again = run(command, env=env, timeout=900)
+    counts = recap(again.stdout, hostvars)
+    assert again.returncode == 0 and not any(c["changed"] for c in counts.values()), (counts, again.stdout[-5000:])
+
+    edge = next(hv["ansible_host"] for name, hv in hostvars.items() if name.startswith("web-"))
+    curl = ["curl", "-sS", "--max-time", "10", "--cacert", str(inventory / "files" / "tls" / "ca.crt"),
+            "--resolve", f"{site}:443:{edge}"]
+    caches = [re.search(r"^x-cache: (\w+)", run([*curl, "-o", "/dev/null", "-D", "-", f"https://{site}/"], check=True)
+                        .stdout, re.M | re.I) for _ in range(2)]
+    assert [m[1] if m else None for m in caches] == ["MISS", "HIT"], caches
+    ready = json.loads(run([*curl, f"https://{site}/readyz"], check=True).stdout)
+    assert ready["status"] == "ok" and ready["checks"] == {"database": "ok", "replica": "ok", "cache": "ok"}, ready

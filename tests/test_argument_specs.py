@@ -4,9 +4,11 @@ The role runs against a host that cannot be reached: if validation let bad input
 through, the first real task would report the host unreachable instead.
 """
 import json
+import re
 from functools import lru_cache
 
 import pytest
+import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -292,9 +294,6 @@ def test_every_call_of_an_entry_point_runs_its_argument_spec():
     """Ansible validates an entry point only when tasks_from is its exact name: `tasks_from:
     opening.yml` loads the same file but skips the spec of `opening` without a word. Every
     call in the project names the entry point, and every entry point has its tasks file."""
-    import re
-
-    import yaml
     problems = []
     for spec_file in (ROOT / "roles").glob("*/meta/argument_specs.yml"):
         role = spec_file.parent.parent

@@ -120,20 +120,31 @@ def throwaway_vault(inventory, password_file):
     return names
 
 
-@pytest.fixture
-def production(tmp_path):
-    """A user's copy of the example: inventories/production plus the vault and TLS files."""
+def copy_of_the_example(tmp_path, adapt=None):
+    """A user's copy of inventories/production in tmp_path/inventory: `adapt(inventory)` edits it
+    first (hosts, keys), then it gets a throw-away vault and, from the inventory as Ansible reads
+    it (once), throw-away TLS files for its hosts and site. Returns (inventory, password file,
+    the ansible-inventory listing)."""
     inventory = tmp_path / "inventory"
     shutil.copytree(ROOT / "inventories" / "production", inventory)
+    if adapt:
+        adapt(inventory)
     password_file = tmp_path / "vault-pass"
     throwaway_vault(inventory, password_file)
-    # The inventory as Ansible reads it (hosts, groups, variables), once.
     listing = json.loads(run(["ansible-inventory", "-i", str(inventory), "--vault-id", f"production@{password_file}",
                               "--list"], check=True).stdout)
     hostvars = listing["_meta"]["hostvars"]
-    hosts = {name: hv["private_ip"] for name, hv in hostvars.items()}
+    throwaway_tls(inventory / "files" / "tls", {name: hv["private_ip"] for name, hv in hostvars.items()},
+                  next(iter(hostvars.values()))["site_domain"])
+    return inventory, password_file, listing
+
+
+@pytest.fixture
+def production(tmp_path):
+    """A user's copy of the example: inventories/production plus the vault and TLS files."""
+    inventory, password_file, listing = copy_of_the_example(tmp_path)
+    hosts = {name: hv["private_ip"] for name, hv in listing["_meta"]["hostvars"].items()}
     assert len(hosts) >= 8, hosts
-    throwaway_tls(inventory / "files" / "tls", hosts, next(iter(hostvars.values()))["site_domain"])
     build = tmp_path / "build"
     (build / RELEASE).mkdir(parents=True)
     (build / RELEASE / "SHA256SUMS").write_text("")

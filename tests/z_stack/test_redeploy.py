@@ -11,7 +11,6 @@ recover, and keeps them in .lab/redeploy-<lab>.json for bench/RESULTS.md.
 import json
 import re
 import shlex
-import shutil
 import time
 
 import pytest
@@ -194,30 +193,26 @@ def production_copy(tmp_path, prefix):
     admin network, how this controller connects (key, known_hosts), a vault of throw-away
     secrets under the id `production` and throw-away TLS files (README "Using it on real
     servers", steps 1-4). Nothing else of the lab's overlay."""
-    from test_production_inventory import throwaway_tls, throwaway_vault
+    from test_production_inventory import copy_of_the_example
 
-    inventory = tmp_path / "inventory"
-    shutil.copytree(ROOT / "inventories" / "production", inventory)
-    hosts = inventory / "hosts.yml"
-    text = re.sub(r"\b203\.0\.113\.(\d+)", prefix + r".\1", hosts.read_text())
-    hosts.write_text(re.sub(r"\b10\.0\.0\.(\d+)", prefix + r".\1", text))
-    common = inventory / "group_vars" / "all" / "common.yml"
-    key = (ROOT / ".lab" / "id_ed25519.pub").read_text().strip()
-    text, keys = re.subn(r"ssh-ed25519 \S+ alice@laptop", key, common.read_text())
-    text, networks = re.subn(r"198\.51\.100\.0/24", f"{prefix}.1/32", text)
-    assert keys == networks == 1, "the example's admin key or admin network moved: update this test"
-    common.write_text(text)
-    (inventory / "group_vars" / "all" / "connection.yml").write_text(yaml.safe_dump({
-        "ansible_ssh_private_key_file": str(ROOT / ".lab" / "id_ed25519"),
-        "ansible_ssh_common_args": f"-o UserKnownHostsFile={tmp_path / 'known_hosts'} -o StrictHostKeyChecking=accept-new"}))
-    password = tmp_path / "vault-pass"
-    throwaway_vault(inventory, password)
-    listing = json.loads(run(["ansible-inventory", "-i", str(inventory), "--vault-id", f"production@{password}", "--list"],
-                             check=True).stdout)["_meta"]["hostvars"]
-    assert len(listing) == len(MANAGED), sorted(listing)
-    site = next(iter(listing.values()))["site_domain"]
-    throwaway_tls(inventory / "files" / "tls", {name: hv["private_ip"] for name, hv in listing.items()}, site)
-    return inventory, password, listing, site
+    def adapt(inventory):
+        hosts = inventory / "hosts.yml"
+        text = re.sub(r"\b203\.0\.113\.(\d+)", prefix + r".\1", hosts.read_text())
+        hosts.write_text(re.sub(r"\b10\.0\.0\.(\d+)", prefix + r".\1", text))
+        common = inventory / "group_vars" / "all" / "common.yml"
+        key = (ROOT / ".lab" / "id_ed25519.pub").read_text().strip()
+        text, keys = re.subn(r"ssh-ed25519 \S+ alice@laptop", key, common.read_text())
+        text, networks = re.subn(r"198\.51\.100\.0/24", f"{prefix}.1/32", text)
+        assert keys == networks == 1, "the example's admin key or admin network moved: update this test"
+        common.write_text(text)
+        (inventory / "group_vars" / "all" / "connection.yml").write_text(yaml.safe_dump({
+            "ansible_ssh_private_key_file": str(ROOT / ".lab" / "id_ed25519"),
+            "ansible_ssh_common_args": f"-o UserKnownHostsFile={tmp_path / 'known_hosts'} -o StrictHostKeyChecking=accept-new"}))
+
+    inventory, password, listing = copy_of_the_example(tmp_path, adapt)
+    hostvars = listing["_meta"]["hostvars"]
+    assert len(hostvars) == len(MANAGED), sorted(hostvars)
+    return inventory, password, hostvars, next(iter(hostvars.values()))["site_domain"]
 
 
 # Fresh hosts, a check run, a converge and a second run: about 6 minutes here.

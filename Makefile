@@ -35,7 +35,7 @@ rollback: venv
 
 ## Docker engine, apt cache and base image only (what the molecule scenarios need).
 lab-engine: venv
-	ansible-playbook playbooks/lab.yml --tags secrets,engine,image
+	ansible-playbook playbooks/lab.yml --tags secrets,engine,image -e '{"lab_extra_suites": ["bookworm"]}'
 
 lint: venv
 	yamllint --strict .

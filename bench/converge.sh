@@ -7,7 +7,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH" ANSIBLE_CONFIG="$PWD/ansible.cfg"
 export LAB_NAME="${BENCH_LAB_NAME:-djstack-bench}" LAB_NET_PREFIX="${BENCH_LAB_NET:-10.231.8}"
-export ANSIBLE_CACHE_PLUGIN_CONNECTION="$PWD/.lab/facts-$LAB_NAME"
 log="$PWD/.lab/bench-$LAB_NAME"
 mkdir -p "$log"
 
@@ -19,7 +18,6 @@ timed() {  # name, command...: runs it, prints elapsed seconds
 }
 
 ansible-playbook playbooks/lab.yml -e lab_state=absent -e lab_purge_kept_storage=true > "$log/destroy.log" 2>&1
-rm -rf "$ANSIBLE_CACHE_PLUGIN_CONNECTION"
 lab=$(timed lab ansible-playbook playbooks/lab.yml)
 fresh=$(timed fresh ansible-playbook site.yml)
 # Three no-op runs: one run varies by several seconds on a shared 2-core machine; the

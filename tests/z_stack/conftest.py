@@ -21,7 +21,6 @@ STACK_LAB_NAME = os.environ.get("STACK_LAB_NAME", "djstack-test")
 STACK_ENV = {
     "LAB_NAME": STACK_LAB_NAME,
     "LAB_NET_PREFIX": os.environ.get("STACK_LAB_NET", "10.231.9"),
-    "ANSIBLE_CACHE_PLUGIN_CONNECTION": str(ROOT / ".lab" / f"facts-{STACK_LAB_NAME}"),
 }
 MANAGED = ["edge1", "app1", "app2", "db1", "db2", "cache1", "mail1", "backup1"]
 # Rebuilt hosts get new host keys: the tests trust the lab's addresses, not remembered keys.

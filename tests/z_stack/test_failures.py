@@ -13,7 +13,7 @@ from test_app_tier import fetch
 
 OUTAGE = 30  # seconds each dependency stays down
 LOAD = ["--rate", "30", "--mix", "20,70,10"]
-PG, REDIS = "postgresql@15-main", "redis-server"
+REDIS = "redis-server"
 
 
 def assert_nothing_failed(result):
@@ -30,6 +30,11 @@ def read_host(stack, app):
 def both_backends_healthy(stack):
     listed = stack.host("edge1").check_output("sudo varnishadm backend.list")
     return listed.count("healthy") >= 2 and "sick" not in listed, listed
+
+
+def pg_unit(host):
+    """The host's PostgreSQL cluster unit: its major version is the Debian release's (15 on 12, 17 on 13)."""
+    return "postgresql@%s-main" % host.check_output("ls /etc/postgresql").split()[0]
 
 
 def outage(stack, host, service, during):
@@ -52,7 +57,7 @@ def outage(stack, host, service, during):
 def test_replica_down_no_request_fails_reads_go_to_the_primary_then_back(stack, visitor):
     db1, db2 = stack.addresses()["db1"], stack.addresses()["db2"]
     assert {read_host(stack, app) for app in ("app1", "app2")} == {db2}
-    result, during, healthy, back = outage(stack, "db2", PG, lambda: {read_host(stack, app) for app in ("app1", "app2")})
+    result, during, healthy, back = outage(stack, "db2", pg_unit(stack.host("db2")), lambda: {read_host(stack, app) for app in ("app1", "app2")})
     assert_nothing_failed(result)
     assert during == {db1}, f"reads during the outage came from {during}, not the primary {db1}"
     assert healthy[0], f"the edge took an app host out for a dead replica: {healthy[1]}"
@@ -146,8 +151,9 @@ def test_primary_killed_failover_gives_writes_back_and_the_old_primary_stays_fen
     run(["docker", "start", container], check=True)
     stack.reset()
     old = stack.host("db1")
-    wait_for("db1's PostgreSQL unit settled", lambda: old.run(f"systemctl is-failed {PG}").stdout.strip() == "failed", 90)
-    assert "not starting as a primary" in old.check_output(f"sudo journalctl -u {PG} -b --no-pager"), "no reason given"
+    unit = pg_unit(old)
+    wait_for("db1's PostgreSQL unit settled", lambda: old.run(f"systemctl is-failed {unit}").stdout.strip() == "failed", 90)
+    assert "not starting as a primary" in old.check_output(f"sudo journalctl -u {unit} -b --no-pager"), "no reason given"
     assert write_host(visitor, "while db1 is fenced") == db2
 
     stack.playbook("rejoin", "playbooks/failover.yml", "-e", "failover_mode=rejoin")

@@ -226,7 +226,13 @@ def test_a_copy_of_the_production_example_converges_on_fresh_hosts(stack, tmp_pa
     prefix = STACK_ENV["LAB_NET_PREFIX"]
     run(PURGE, env=STACK_ENV, check=True)
     stack.reset()
-    run(["ansible-playbook", "playbooks/lab.yml"], env=STACK_ENV, check=True, timeout=600)
+    # The second app host comes back on Debian 12 under its old address and name (a server
+    # replaced by one of another release): the fleet mixes releases, so the build makes one
+    # wheelhouse per Python and each host installs its own; no fact of the old host is used.
+    releases = tmp_path / "releases.yml"
+    releases.write_text(yaml.safe_dump({"all": {"hosts": {"app2": {"lab_debian_suite": "bookworm"}}}}))
+    run(["ansible-playbook", "-i", "inventories/production/groups.yml", "-i", "inventories/lab", "-i", str(releases),
+         "playbooks/lab.yml"], env=STACK_ENV, check=True, timeout=600)
     inventory, password, hostvars, site = production_copy(tmp_path, prefix)
     env = STACK_ENV
     command = ["ansible-playbook", "-i", str(inventory), "--vault-id", f"production@{password}", "site.yml"]
@@ -242,6 +248,16 @@ def test_a_copy_of_the_production_example_converges_on_fresh_hosts(stack, tmp_pa
     again = run(command, env=env, timeout=900)
     counts = recap(again.stdout, hostvars)
     assert again.returncode == 0 and not any(c["changed"] for c in counts.values()), (counts, again.stdout[-5000:])
+
+    # One release everywhere, each app host on its own Debian's Python.
+    probe = run(["ansible", "-i", str(inventory), "--vault-id", f"production@{password}", "app", "-b", "-o", "-m",
+                 "ansible.builtin.command", "-a", "/srv/djdemo/current/venv/bin/python -c "
+                 "'import os, platform; print(platform.python_version(), os.path.realpath(\"/srv/djdemo/current\"))'"],
+                env=env, check=True).stdout
+    found = {name: (python, release) for name, python, release
+             in re.findall(r"^(app-\d)\S* \| CHANGED \| rc=0 \| \(stdout\) (\d+\.\d+)\.\d+ (\S+)$", probe, re.M)}
+    assert {name: python for name, (python, _) in found.items()} == {"app-1": "3.13", "app-2": "3.11"}, probe
+    assert len({release for _, release in found.values()}) == 1, probe
 
     edge = next(hv["ansible_host"] for name, hv in hostvars.items() if name.startswith("web-"))
     curl = ["curl", "-sS", "--max-time", "10", "--cacert", str(inventory / "files" / "tls" / "ca.crt"),

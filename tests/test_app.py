@@ -2,6 +2,7 @@
 import hashlib
 import json
 import os
+import platform
 import re
 import shutil
 import subprocess
@@ -15,6 +16,9 @@ APP = ROOT / "app"
 LOCK = APP / "requirements.lock"
 DEV_LOCK = APP / "requirements-dev.lock"
 RELEASE_ID = re.compile(r"^\d+\.\d+\.\d+-[0-9a-f]{12}$")
+# Build targets by their tag: Debian 12's and Debian 13's (the role's default) on x86_64.
+TARGETS = {"cp311-x86_64": {"python": "3.11", "arch": "x86_64", "glibc": "2.36"},
+           "cp313-x86_64": {"python": "3.13", "arch": "x86_64", "glibc": "2.41"}}
 
 
 @pytest.fixture(scope="session")
@@ -35,9 +39,60 @@ def app_python():
     return python
 
 
-def release_id(app_dir=APP, *extra):
-    proc = run([sys.executable, str(ROOT / "bin" / "app-release-id"), "--app-dir", str(app_dir), *extra], check=True)
+def release_id(app_dir=APP):
+    proc = run([sys.executable, str(ROOT / "bin" / "app-release-id"), "--app-dir", str(app_dir)], check=True)
     return proc.stdout.strip()
+
+
+def build(build_dir, *tags, extra=(), timeout=1200):
+    """playbooks/build.yml into build_dir, for the targets named by their tag (none: the role's default)."""
+    targets = ["-e", json.dumps({"app_build_targets": [TARGETS[tag] for tag in tags]})] if tags else []
+    return run(["ansible-playbook", "playbooks/build.yml", "-e", f"app_build_dir={build_dir}", *targets, *extra],
+               timeout=timeout)
+
+
+def controller_runs(python):
+    """Whether the controller has a working `python`, as the build's offline trial looks for it."""
+    try:
+        return subprocess.run([python, "-c", ""], capture_output=True).returncode == 0
+    except FileNotFoundError:
+        return False
+
+
+def check_wheelhouse(wheelhouse, tag):
+    """A complete wheelhouse for a target: release.json naming it, SHA256SUMS over every other
+    file (every sum right), the app's wheel and one wheel per locked pin for that target.
+    Returns the wheels' names."""
+    ident = wheelhouse.parent.name
+    info = json.loads((wheelhouse / "release.json").read_text())
+    assert {key: info[key] for key in ("id", "app", "version", "python", "arch", "glibc")} == \
+        {"id": ident, "app": "djdemo", "version": "1.0.0", **TARGETS[tag]}
+    assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$", info["built"])
+
+    sums = {}
+    for line in (wheelhouse / "SHA256SUMS").read_text().splitlines():
+        digest, name = line.split("  ", 1)
+        sums[name] = digest
+    files = {p.relative_to(wheelhouse).as_posix() for p in wheelhouse.rglob("*") if p.is_file()} - {"SHA256SUMS"}
+    assert set(sums) == files
+    for name, digest in sums.items():
+        assert hashlib.sha256((wheelhouse / name).read_bytes()).hexdigest() == digest, name
+    assert subprocess.run(["sha256sum", "--check", "--quiet", "SHA256SUMS"], cwd=wheelhouse).returncode == 0
+
+    # The app's wheel and one wheel per locked pin, for this CPython on x86_64.
+    abi = tag.split("-")[0]
+    wheels = sorted(p.name for p in (wheelhouse / "wheels").iterdir())
+    assert "djdemo-1.0.0-py3-none-any.whl" in wheels
+    normalized = {re.sub(r"[-_.]+", "_", w.split("-")[0]).lower(): w for w in wheels}
+    pins = [line.split("==") for line in LOCK.read_text().splitlines() if line and not line.startswith("#")]
+    for name, version in pins:
+        wheel = normalized.get(re.sub(r"[-_.]+", "_", name).lower())
+        assert wheel and f"-{version}-" in wheel, f"{name}=={version}: {wheels}"
+        tags = wheel[:-len(".whl")].split("-")[-3:]
+        assert tags[0] in ("py3", "py2.py3", abi) and tags[1] in ("none", "abi3", abi), wheel
+        assert tags[2] == "any" or "x86_64" in tags[2] and "manylinux" in tags[2], wheel
+    assert len(wheels) == len(pins) + 1
+    return wheels
 
 
 def test_django_test_suite(app_python):
@@ -107,79 +162,107 @@ def test_release_id_is_content_based(tmp_path):
     (copy / "src" / "djdemo" / "core" / "static" / "core" / "new.css").write_text("p {}\n")
     assert release_id(copy) not in (original, changed_source, changed_lock)
 
-    # Another target is another artifact.
-    assert release_id(APP, "--python", "3.13") != original
-    assert release_id(APP, "--arch", "aarch64") != original
+    # The id names the source alone: no target to give.
+    proc = run([sys.executable, str(ROOT / "bin" / "app-release-id"), "--python", "3.13"])
+    assert proc.returncode != 0 and "unrecognized arguments: --python" in proc.stderr, proc.stderr
 
 
 def test_build_twice(tmp_path):
+    """The role's default target (Debian 13's): a release holds its wheelhouse in <id>/<tag>/;
+    an unchanged source builds nothing; a changed app reuses the dependency wheels of a
+    release with the same pins and target, changed pins download them."""
     build_dir = tmp_path / "build"
-    command = ["ansible-playbook", "playbooks/build.yml", "-e", f"app_build_dir={build_dir}"]
-    first = run(command, timeout=1200)
+    first = build(build_dir)
     assert first.returncode == 0, first.stdout[-20000:] + first.stderr[-5000:]
     assert recap(first.stdout)["localhost"]["changed"] > 0, first.stdout
-    second = run(command, timeout=600)
+    second = build(build_dir, timeout=600)
     assert second.returncode == 0, second.stdout[-20000:] + second.stderr[-5000:]
     counts = recap(second.stdout)["localhost"]
     assert counts["changed"] == 0 and counts["failed"] == 0, second.stdout
 
     ident = release_id()
     assert (build_dir / "LATEST").read_text().strip() == ident
-    release = build_dir / ident
     assert sorted(p.name for p in build_dir.iterdir()) == sorted(["LATEST", ident])  # no partial build left
-    info = json.loads((release / "release.json").read_text())
-    assert {key: info[key] for key in ("id", "app", "python", "version")} == \
-        {"id": ident, "app": "djdemo", "python": "3.11", "version": "1.0.0"}
-    assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$", info["built"])
+    assert [p.name for p in (build_dir / ident).iterdir()] == ["cp313-x86_64"]
+    wheels = check_wheelhouse(build_dir / ident / "cp313-x86_64", "cp313-x86_64")
 
-    # SHA256SUMS covers every other file, and every sum is right.
-    sums = {}
-    for line in (release / "SHA256SUMS").read_text().splitlines():
-        digest, name = line.split("  ", 1)
-        sums[name] = digest
-    files = {p.relative_to(release).as_posix() for p in release.rglob("*") if p.is_file()} - {"SHA256SUMS"}
-    assert set(sums) == files
-    for name, digest in sums.items():
-        assert hashlib.sha256((release / name).read_bytes()).hexdigest() == digest, name
-    assert subprocess.run(["sha256sum", "--check", "--quiet", "SHA256SUMS"], cwd=release).returncode == 0
-
-    # The wheelhouse: the app's wheel and one wheel per locked pin, for CPython 3.11 on x86_64.
-    wheels = sorted(p.name for p in (release / "wheels").iterdir())
-    assert "djdemo-1.0.0-py3-none-any.whl" in wheels
-    normalized = {re.sub(r"[-_.]+", "_", w.split("-")[0]).lower(): w for w in wheels}
-    pins = [line.split("==") for line in LOCK.read_text().splitlines() if line and not line.startswith("#")]
-    for name, version in pins:
-        wheel = normalized.get(re.sub(r"[-_.]+", "_", name).lower())
-        assert wheel and f"-{version}-" in wheel, f"{name}=={version}: {wheels}"
-        tags = wheel[:-len(".whl")].split("-")[-3:]
-        assert tags[0] in ("py3", "py2.py3", "cp311") and tags[1] in ("none", "abi3", "cp311"), wheel
-        assert tags[2] == "any" or "x86_64" in tags[2] and "manylinux" in tags[2], wheel
-    assert len(wheels) == len(pins) + 1
-
-    # The offline install check ran where the controller has the target's Python.
-    if shutil.which("python3.11"):
+    # The offline trial runs only where the controller has the target's Python.
+    if controller_runs("python3.13"):
         assert "Install the release into it from the wheelhouse alone" in first.stdout
-        assert "Not trying the wheelhouse offline" not in first.stdout
+    else:
+        assert "Not trying the wheelhouse offline: the controller has no python3.13" in " ".join(first.stdout.split())
 
     # A changed app with the same pins takes the dependency wheels of the release above, not a
     # new download; changed pins download them.
     app = tmp_path / "app"
     shutil.copytree(APP, app, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     (app / "src" / "djdemo" / "changed.py").write_text("CHANGED = True\n")
-    code_only = run([*command, "-e", f"app_build_source={app}"], timeout=600)
+    code_only = build(build_dir, extra=["-e", f"app_build_source={app}"], timeout=600)
     assert code_only.returncode == 0, code_only.stdout[-20000:]
     assert task_results(code_only.stdout, "Reuse the dependency wheels of an earlier release with the same pins "
                         "and target") == {"localhost": "changed"}
     assert "Download every locked dependency as a wheel for the target hosts" not in code_only.stdout
-    reused = build_dir / release_id(app)
+    reused = build_dir / release_id(app) / "cp313-x86_64"
     assert sorted(p.name for p in (reused / "wheels").iterdir()) == wheels
     assert subprocess.run(["sha256sum", "--check", "--quiet", "SHA256SUMS"], cwd=reused).returncode == 0
     with open(app / "requirements.lock", "a") as lock:
         lock.write("# pins changed\n")
-    new_pins = run([*command, "-e", f"app_build_source={app}"], timeout=1200)
+    new_pins = build(build_dir, extra=["-e", f"app_build_source={app}"])
     assert new_pins.returncode == 0, new_pins.stdout[-20000:]
     assert task_results(new_pins.stdout, "Download every locked dependency as a wheel for the target hosts") == \
         {"localhost": "changed"}
+
+
+def test_one_release_for_two_targets(tmp_path):
+    """Debian 12 and Debian 13 hosts run the same release: one id, a wheelhouse per target.
+    Adding a target to a release builds that one alone; the app's wheel is the same bytes in
+    both, the binary dependencies are each CPython's own."""
+    build_dir = tmp_path / "build"
+    ident = release_id()
+    first = build(build_dir, "cp311-x86_64")
+    assert first.returncode == 0, first.stdout[-20000:] + first.stderr[-5000:]
+    cp311 = build_dir / ident / "cp311-x86_64"
+    before = (cp311 / "SHA256SUMS").stat()
+    if controller_runs("python3.11"):
+        assert "Install the release into it from the wheelhouse alone" in first.stdout
+        assert "Not trying the wheelhouse offline" not in first.stdout
+
+    both = build(build_dir, "cp311-x86_64", "cp313-x86_64")
+    assert both.returncode == 0, both.stdout[-20000:] + both.stderr[-5000:]
+    assert both.stdout.count("TASK [app : Build the app's wheel]") == 1, both.stdout  # cp313's alone
+    assert (cp311 / "SHA256SUMS").stat().st_ino == before.st_ino
+    again = build(build_dir, "cp311-x86_64", "cp313-x86_64", timeout=600)
+    assert again.returncode == 0 and recap(again.stdout)["localhost"]["changed"] == 0, again.stdout[-20000:]
+
+    assert (build_dir / "LATEST").read_text().strip() == ident
+    assert sorted(p.name for p in build_dir.iterdir()) == sorted(["LATEST", ident])
+    assert sorted(p.name for p in (build_dir / ident).iterdir()) == sorted(TARGETS)
+    wheels = {tag: check_wheelhouse(build_dir / ident / tag, tag) for tag in TARGETS}
+    app_wheel = "wheels/djdemo-1.0.0-py3-none-any.whl"
+    assert (cp311 / app_wheel).read_bytes() == (build_dir / ident / "cp313-x86_64" / app_wheel).read_bytes()
+    # The binary dependencies (uvloop among them) are each CPython's own build.
+    for tag, other in zip(TARGETS, reversed(TARGETS)):
+        own = set(wheels[tag]) - set(wheels[other])
+        assert "uvloop" in {name.split("-")[0] for name in own}, own
+        assert all(f"-{tag.split('-')[0]}-" in name for name in own), own
+
+
+def test_a_host_names_its_own_target(tmp_path):
+    """Entry point `target` publishes the host's build target from the host's own facts: the
+    Python Ansible runs there, its CPU, and its distribution's glibc (vars/Debian-N.yml)."""
+    with open("/etc/os-release") as release:
+        os_release = dict(line.strip().replace('"', "").split("=", 1) for line in release if "=" in line)
+    glibc = {"12": "2.36", "13": "2.41"}.get(os_release.get("VERSION_ID"))
+    if os_release.get("ID") != "debian" or not glibc:
+        pytest.skip("the controller is not Debian 12 or 13")
+    (tmp_path / "inventory.ini").write_text(f"host ansible_connection=local ansible_python_interpreter={sys.executable}\n")
+    (tmp_path / "play.yml").write_text(
+        "- hosts: host\n  gather_facts: false\n  tasks:\n"
+        "    - {ansible.builtin.include_role: {name: app, tasks_from: target}}\n"
+        "    - {ansible.builtin.debug: {msg: 'TARGET {{ app_build_target | to_json }} END'}}\n")
+    proc = run(["ansible-playbook", "-i", str(tmp_path / "inventory.ini"), str(tmp_path / "play.yml")], check=True)
+    found = json.loads(re.search(r"TARGET (\{.*\}) END", " ".join(proc.stdout.split()))[1])
+    assert found == {"python": "%d.%d" % sys.version_info[:2], "arch": platform.machine(), "glibc": glibc}
 
 
 def test_failed_build_leaves_nothing(tmp_path):
@@ -196,17 +279,22 @@ def test_failed_build_leaves_nothing(tmp_path):
     assert sorted(p.name for p in build_dir.iterdir()) == [], list(build_dir.iterdir())
 
 
-@pytest.mark.parametrize(("variable", "value", "message", "task"), [
-    ("app_build_arch", "sparc", "value of app_build_arch must be one of: x86_64, aarch64, i686, ppc64le, s390x, got: sparc",
-     "app : Validating arguments against arg spec 'build'"),
-    ("app_build_python", "3", "app_build_python must look like 3.11", "app : Check the build variables"),
-])
-def test_bad_build_input_stops_before_any_change(tmp_path, variable, value, message, task):
+BAD_TARGETS = [
+    ({"arch": "sparc"}, "value of arch must be one of: x86_64, aarch64, i686, ppc64le, s390x, got: sparc found in "
+     "app_build_targets", "app : Validating arguments against arg spec 'build'"),
+    ({"python": "3"}, "app_build_targets must list", "app : Check the build targets (app_build_targets)"),
+    ({"glibc": "2.16"}, "app_build_targets must list", "app : Check the build targets (app_build_targets)"),
+]
+
+
+@pytest.mark.parametrize(("bad", "message", "task"), BAD_TARGETS, ids=["arch", "python", "glibc"])
+def test_bad_build_input_stops_before_any_change(tmp_path, bad, message, task):
     """The role's entry point `build` checks its inputs (argument spec, then an assert for what
-    a spec cannot express) before it creates anything."""
+    a spec cannot express) before it creates anything: a target with a bad value, next to a good one."""
     build_dir = tmp_path / "build"
-    proc = run(["ansible-playbook", "playbooks/build.yml", "-e", f"app_build_dir={build_dir}", "-e", f"{variable}={value}"],
-               timeout=300)
+    targets = [TARGETS["cp311-x86_64"], {**TARGETS["cp313-x86_64"], **bad}]
+    proc = run(["ansible-playbook", "playbooks/build.yml", "-e", f"app_build_dir={build_dir}",
+                "-e", json.dumps({"app_build_targets": targets})], timeout=300)
     assert proc.returncode != 0, proc.stdout
     assert message in " ".join(proc.stdout.split()), proc.stdout[-5000:]
     assert failed_task(proc.stdout, proc.stderr).startswith(task), proc.stdout[-5000:]

@@ -29,7 +29,8 @@ from helpers import ROOT, recap, run, task_results
 FACTS = {"ansible_distribution": "Debian", "ansible_distribution_major_version": "12",
          "ansible_distribution_release": "bookworm", "ansible_memtotal_mb": 4096, "ansible_processor_vcpus": 2,
          "ansible_processor_nproc": 2, "ansible_virtualization_type": "kvm", "ansible_fqdn": "host.example.com",
-         "ansible_hostname": "host"}
+         "ansible_hostname": "host", "ansible_python": {"version": {"major": 3, "minor": 11}},
+         "ansible_architecture": "x86_64"}
 # Any contact with a host fails fast and shows as unreachable.
 NOWHERE = {"ansible_host": "127.0.0.1", "ansible_port": 9}
 RELEASE = "1.0.0-0123456789ab"
@@ -146,9 +147,10 @@ def production(tmp_path):
     hosts = {name: hv["private_ip"] for name, hv in listing["_meta"]["hostvars"].items()}
     assert len(hosts) >= 8, hosts
     build = tmp_path / "build"
-    (build / RELEASE).mkdir(parents=True)
-    (build / RELEASE / "SHA256SUMS").write_text("")
-    (build / RELEASE / "release.json").write_text(json.dumps({"id": RELEASE}))
+    wheelhouse = build / RELEASE / "cp311-x86_64"  # the target of FACTS' Debian 12 host
+    wheelhouse.mkdir(parents=True)
+    (wheelhouse / "SHA256SUMS").write_text("")
+    (wheelhouse / "release.json").write_text(json.dumps({"id": RELEASE, "python": "3.11", "arch": "x86_64", "glibc": "2.36"}))
     return {"inventory": inventory, "hosts": hosts, "listing": listing, "password_file": password_file, "build": build,
             "tmp": tmp_path}
 

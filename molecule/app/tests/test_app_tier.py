@@ -28,6 +28,10 @@ SECRETS = yaml.safe_load((SCENARIO / "vars.yml").read_text())
 INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
 BUILD = ROOT / "build" / "app"
 APP = "djdemo"
+# The scenario's hosts are Debian 12 (molecule.yml): the build target they install.
+TARGET = {"python": "3.11", "arch": "x86_64", "glibc": "2.36"}
+TARGET_TAG = "cp311-x86_64"
+BUILD_FOR_TARGET = ["-e", json.dumps({"app_build_targets": [TARGET]})]
 
 
 def _hosts(group):
@@ -188,7 +192,7 @@ def _build_modified_release(tmp_path, marker, original):
     html = page.read_text()
     assert "</h1>" in html, html
     page.write_text(html.replace("</h1>", f"</h1><p>{marker}</p>", 1))
-    out = playbook(str(ROOT / "playbooks" / "build.yml"), "-e", f"app_build_source={src}")
+    out = playbook(str(ROOT / "playbooks" / "build.yml"), *BUILD_FOR_TARGET, "-e", f"app_build_source={src}")
     release = (BUILD / "LATEST").read_text().strip()
     assert release != original, out
     return release
@@ -214,7 +218,7 @@ def test_a_release_cache_and_server_switch_and_back(apps, tmp_path):
         # A wheel damaged after the build checked it (the hosts alone, as when deploying a
         # release built earlier, so the build's own check does not run): the host checks the
         # copied files against the build's checksums and stops before anything uses them.
-        wheel = next((BUILD / new / "wheels").glob("djdemo-*.whl"))
+        wheel = next((BUILD / new / TARGET_TAG / "wheels").glob("djdemo-*.whl"))
         good = wheel.read_bytes()
         wheel.write_bytes(good + b"damaged")
         try:
@@ -242,7 +246,7 @@ def test_a_release_cache_and_server_switch_and_back(apps, tmp_path):
         assert status(apps["app2"])["counter"] == first + 1, "the counter is not shared through memcached"
     finally:
         # Back to the release built from the repository's source, Redis, and each host's own server.
-        playbook(str(ROOT / "playbooks" / "build.yml"))
+        playbook(str(ROOT / "playbooks" / "build.yml"), *BUILD_FOR_TARGET)
         converge("-e", f"app_release_id={original}")
     for name, host in apps.items():
         st = status(host)

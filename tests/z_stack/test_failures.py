@@ -151,7 +151,7 @@ def test_primary_killed_failover_gives_writes_back_and_the_old_primary_stays_fen
     run(["docker", "start", container], check=True)
     stack.reset()
     old = stack.host("db1")
-    unit = pg_unit(old)
+    unit = pg_unit(stack.host("db2"))  # db1's sshd may not answer yet; both run one release
     wait_for("db1's PostgreSQL unit settled", lambda: old.run(f"systemctl is-failed {unit}").stdout.strip() == "failed", 90)
     assert "not starting as a primary" in old.check_output(f"sudo journalctl -u {unit} -b --no-pager"), "no reason given"
     assert write_host(visitor, "while db1 is fenced") == db2

@@ -226,11 +226,13 @@ def test_a_copy_of_the_production_example_converges_on_fresh_hosts(stack, tmp_pa
     prefix = STACK_ENV["LAB_NET_PREFIX"]
     run(PURGE, env=STACK_ENV, check=True)
     stack.reset()
-    # The second app host comes back on Debian 12 under its old address and name (a server
-    # replaced by one of another release): the fleet mixes releases, so the build makes one
-    # wheelhouse per Python and each host installs its own; no fact of the old host is used.
+    # The second app host comes back on the other Debian release under its old address and name
+    # (a server replaced by one of another release): the fleet mixes releases, so the build makes
+    # one wheelhouse per Python and each host installs its own; no fact of the old host is used.
+    suite = STACK_ENV["LAB_DEBIAN_SUITE"]
+    other = "bookworm" if suite == "trixie" else "trixie"
     releases = tmp_path / "releases.yml"
-    releases.write_text(yaml.safe_dump({"all": {"hosts": {"app2": {"lab_debian_suite": "bookworm"}}}}))
+    releases.write_text(yaml.safe_dump({"all": {"hosts": {"app2": {"lab_debian_suite": other}}}}))
     run(["ansible-playbook", "-i", "inventories/production/groups.yml", "-i", "inventories/lab", "-i", str(releases),
          "playbooks/lab.yml"], env=STACK_ENV, check=True, timeout=600)
     inventory, password, hostvars, site = production_copy(tmp_path, prefix)
@@ -256,7 +258,8 @@ def test_a_copy_of_the_production_example_converges_on_fresh_hosts(stack, tmp_pa
                 env=env, check=True).stdout
     found = {name: (python, release) for name, python, release
              in re.findall(r"^(app-\d)\S* \| CHANGED \| rc=0 \| \(stdout\) (\d+\.\d+)\.\d+ (\S+)$", probe, re.M)}
-    assert {name: python for name, (python, _) in found.items()} == {"app-1": "3.13", "app-2": "3.11"}, probe
+    python = {"bookworm": "3.11", "trixie": "3.13"}
+    assert {name: py for name, (py, _) in found.items()} == {"app-1": python[suite], "app-2": python[other]}, probe
     assert len({release for _, release in found.values()}) == 1, probe
 
     edge = next(hv["ansible_host"] for name, hv in hostvars.items() if name.startswith("web-"))

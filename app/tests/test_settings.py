@@ -107,9 +107,37 @@ class SettingsFromEnvironment(SimpleTestCase):
         settings = load({**KEY, "DJDEMO_DB_HOST": "db1", "DJDEMO_DB_SSLROOTCERT": "/ca.crt", "DJDEMO_DB_SSLMODE": "verify-ca"})
         self.assertEqual(settings["DATABASES"]["default"]["OPTIONS"]["sslmode"], "verify-ca")
 
-    def test_uvicorn_keeps_no_persistent_connections(self):
-        settings = load({**KEY, "DJDEMO_DB_HOST": "db1", "DJDEMO_APP_SERVER": "uvicorn"})
-        self.assertEqual(settings["DATABASES"]["default"]["CONN_MAX_AGE"], 0)
+    def test_uvicorn_pools_its_connections_instead_of_keeping_them_per_thread(self):
+        settings = load({**KEY, "DJDEMO_DB_HOST": "db1", "DJDEMO_DB_REPLICA_HOSTS": "db2", "DJDEMO_APP_SERVER": "uvicorn"})
+        for alias in ("default", "replica"):
+            database = settings["DATABASES"][alias]
+            self.assertEqual(database["CONN_MAX_AGE"], 0)  # Django refuses a pool with persistent connections
+            pool = database["OPTIONS"]["pool"]
+            self.assertEqual((pool["min_size"], pool["max_size"], pool["timeout"]), (1, 4, 5))
+            self.assertTrue(callable(pool["reset"]))
+        gunicorn = load({**KEY, "DJDEMO_DB_HOST": "db1", "DJDEMO_APP_SERVER": "gunicorn"})
+        self.assertNotIn("pool", gunicorn["DATABASES"]["default"]["OPTIONS"])
+        unpooled = load({**KEY, "DJDEMO_DB_HOST": "db1", "DJDEMO_APP_SERVER": "uvicorn", "DJDEMO_DB_POOL_SIZE": "0"})
+        self.assertNotIn("pool", unpooled["DATABASES"]["default"]["OPTIONS"])
+
+    def test_a_pooled_connection_on_the_wrong_kind_of_server_is_dropped_when_given_back(self):
+        from djdemo.dbpool import reset_for
+
+        class Conn:
+            def __init__(self, standby):
+                self.info = mock.Mock(**{"parameter_status.return_value": "on" if standby else "off"})
+
+        writes, reads = reset_for("primary", 5), reset_for("standby", 5)
+        writes(Conn(standby=False))
+        with self.assertRaises(ConnectionError):  # the old primary, now a standby
+            writes(Conn(standby=True))
+        on_replica, fell_back = Conn(standby=True), Conn(standby=False)
+        with mock.patch("djdemo.dbpool.time.monotonic", return_value=100.0):
+            reads(on_replica), reads(fell_back)  # first given back: kept
+        with mock.patch("djdemo.dbpool.time.monotonic", return_value=106.0):
+            reads(on_replica)  # a read connection on a replica is kept whatever its age
+            with self.assertRaises(ConnectionError):  # on the primary for longer than 5 s
+                reads(fell_back)
 
     def test_cache_backends(self):
         redis = load({**KEY, "DJDEMO_CACHE_BACKEND": "redis", "DJDEMO_REDIS_URL": "redis://app:pw@10.0.0.31:6379/0"})

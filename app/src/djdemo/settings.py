@@ -83,6 +83,12 @@ APP_SERVER_IS_ASGI = APP_SERVER == "uvicorn"
 # Persistent connections suit gunicorn's sync workers. Under ASGI Django closes connections
 # from other threads than the ones that opened them, so keep none open between requests.
 DB_CONN_MAX_AGE = env.get_int("DB_CONN_MAX_AGE", 0 if APP_SERVER_IS_ASGI else 60)
+# Under ASGI a pool per worker process keeps connections open instead (djdemo/dbpool.py): at
+# most this many per database alias; 0 opens one connection per request.
+DB_POOL_SIZE = env.get_int("DB_POOL_SIZE", 4 if APP_SERVER_IS_ASGI else 0)
+# Seconds a request waits for a pooled connection before it fails (every connection busy, or
+# no database host answering).
+DB_POOL_TIMEOUT = env.get_int("DB_POOL_TIMEOUT", 5)
 # Seconds a read connection that fell back to the primary (no replica answered) is kept: reads
 # return to a replica this soon after it is back (core/apps.py), instead of after CONN_MAX_AGE.
 DB_FALLBACK_MAX_AGE = env.get_int("DB_FALLBACK_MAX_AGE", 5)
@@ -97,7 +103,7 @@ DB_CONNECT_TIMEOUT = env.get_int("DB_CONNECT_TIMEOUT", 2)
 DB_DEAD_AFTER = env.get_int("DB_DEAD_AFTER", 6)
 
 
-def _postgresql(host, **options):
+def _postgresql(host, pool_for, **options):
     sslrootcert = env.get("DB_SSLROOTCERT")
     opts = {
         "sslmode": env.get("DB_SSLMODE", "verify-full" if sslrootcert else "require"),
@@ -113,6 +119,11 @@ def _postgresql(host, **options):
     }
     if sslrootcert:
         opts["sslrootcert"] = sslrootcert
+    if DB_POOL_SIZE and not DB_CONN_MAX_AGE:
+        from djdemo.dbpool import reset_for
+
+        opts["pool"] = {"min_size": 1, "max_size": DB_POOL_SIZE, "timeout": DB_POOL_TIMEOUT,
+                        "reset": reset_for(pool_for, DB_FALLBACK_MAX_AGE)}
     return {
         "ENGINE": "django.db.backends.postgresql",
         "HOST": host,
@@ -121,6 +132,7 @@ def _postgresql(host, **options):
         "USER": env.get("DB_USER", "djdemo"),
         "PASSWORD": env.get("DB_PASSWORD"),
         "CONN_MAX_AGE": DB_CONN_MAX_AGE,
+        # Also a pooled connection's check when it is taken from the pool.
         "CONN_HEALTH_CHECKS": True,
         "OPTIONS": opts,
     }
@@ -130,14 +142,14 @@ if DB_HOST:
     # Writes: every database host, the expected primary first; libpq connects to the one that
     # takes writes. After a failover the app finds the promoted host by itself, with the dead
     # one still listed, and nothing has to be re-deployed.
-    DATABASES = {"default": _postgresql(",".join([DB_HOST, *DB_REPLICA_HOSTS]),
+    DATABASES = {"default": _postgresql(",".join([DB_HOST, *DB_REPLICA_HOSTS]), "primary",
                                         target_session_attrs="read-write")}
     if DB_REPLICA_HOSTS:
         # Reads: one alias for every replica, then the primary. libpq spreads connections over
         # the replicas at random and prefers a server in recovery; when no replica answers it
         # connects to the primary within the same request, so a dead replica fails no read.
         DATABASES["replica"] = _postgresql(
-            ",".join([*DB_REPLICA_HOSTS, DB_HOST]), target_session_attrs="prefer-standby",
+            ",".join([*DB_REPLICA_HOSTS, DB_HOST]), "standby", target_session_attrs="prefer-standby",
             load_balance_hosts="random")
         # Tests create no database for the replica: it reads the test copy of the primary.
         DATABASES["replica"]["TEST"] = {"MIRROR": "default"}

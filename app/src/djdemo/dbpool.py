@@ -34,8 +34,10 @@ def reset_for(alias_kind, fallback_max_age):
             if _standby(conn):
                 raise ConnectionError("pooled write connection is on a standby")
             return
-        born = first_seen.setdefault(conn, time.monotonic())
-        if not _standby(conn) and time.monotonic() - born > fallback_max_age:
+        if _standby(conn):
+            return
+        # On the primary: counted from the first time it is given back.
+        if time.monotonic() - first_seen.setdefault(conn, time.monotonic()) > fallback_max_age:
             raise ConnectionError("pooled read connection fell back to the primary: look for a replica again")
 
     return reset

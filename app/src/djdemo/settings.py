@@ -90,7 +90,8 @@ DB_POOL_SIZE = env.get_int("DB_POOL_SIZE", 4 if APP_SERVER_IS_ASGI else 0)
 # no database host answering).
 DB_POOL_TIMEOUT = env.get_int("DB_POOL_TIMEOUT", 5)
 # Seconds a read connection that fell back to the primary (no replica answered) is kept: reads
-# return to a replica this soon after it is back (core/apps.py), instead of after CONN_MAX_AGE.
+# return to a replica this soon after it is back (core/apps.py; pooled: djdemo/dbpool.py), instead
+# of after CONN_MAX_AGE.
 DB_FALLBACK_MAX_AGE = env.get_int("DB_FALLBACK_MAX_AGE", 5)
 DB_HOST = env.get("DB_HOST")
 DB_REPLICA_HOSTS = env.get_list("DB_REPLICA_HOSTS")

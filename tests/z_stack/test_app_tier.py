@@ -1,5 +1,6 @@
 """The app tier in the whole lab, as a user checks it from the client host."""
 import json
+import re
 import time
 
 import pytest
@@ -84,3 +85,47 @@ def test_workers_follow_the_cores(stack, app, server):
     children = host.check_output(f"ps -o args= --ppid {main}").splitlines()
     workers = [c for c in children if "resource_tracker" not in c]  # uvicorn's multiprocessing helper
     assert len(workers) == (cores + 1 if server == "gunicorn" else max(cores, 2)), children
+
+
+@pytest.mark.parametrize("app,server", [("app1", "gunicorn"), ("app2", "uvicorn")])
+def test_the_app_server_runs_as_the_app_user_in_a_hardened_unit(stack, app, server):
+    host = stack.host(app)
+    main = host.check_output("systemctl show -p MainPID --value djdemo.service")
+    assert int(main) > 0
+    assert f"/venv/bin/{server}" in host.check_output(f"tr '\\0' ' ' < /proc/{main}/cmdline")
+    assert host.check_output(f"ps -o user= -p {main}").strip() == "djdemo"
+    props = dict(line.split("=", 1) for line in host.check_output(
+        "systemctl show djdemo.service -p User -p NoNewPrivileges -p PrivateTmp -p ProtectSystem "
+        "-p ProtectHome -p CapabilityBoundingSet -p RestrictAddressFamilies").splitlines())
+    assert props["User"] == "djdemo" and props["NoNewPrivileges"] == props["PrivateTmp"] == "yes", props
+    assert props["ProtectSystem"] == "strict" and props["ProtectHome"] == "yes", props
+    assert props["CapabilityBoundingSet"] == "", props
+    assert sorted(props["RestrictAddressFamilies"].split()) == ["AF_INET", "AF_INET6", "AF_UNIX"], props
+
+
+def test_the_settings_file_is_private_and_holds_the_secrets(stack):
+    host = stack.host("app1")
+    env = host.file("/etc/djdemo/env")
+    assert (env.user, env.group, env.mode) == ("root", "djdemo", 0o640)
+    # The secret key is set (its value is the vault's business, not this test's output).
+    assert host.run("""sudo grep -Eq '^DJDEMO_SECRET_KEY=".{20,}"$' /etc/djdemo/env""").rc == 0
+    # The app user reads it, nobody else does.
+    assert host.run("sudo runuser -u djdemo -- test -r /etc/djdemo/env").rc == 0
+    assert host.run("sudo runuser -u nobody -- cat /etc/djdemo/env").rc != 0
+
+
+def test_the_anonymous_page_is_cacheable_and_static_files_far_future(stack):
+    client, app = stack.host("client1"), stack.addresses()["app2"]
+
+    def get(path):
+        out = client.check_output(f"curl -sS -m 10 -D - -H 'Host: localhost' http://{app}:8000{path}")
+        head, _, body = out.partition("\r\n\r\n")
+        return head.lower(), body
+
+    head, body = get("/")
+    assert head.startswith("http/1.1 200") and "public" in head and "set-cookie" not in head, head
+    css = re.search(r'href="(/static/[^"]+\.css)"', body)
+    assert css, body[:500]
+    head, _ = get(css.group(1))
+    assert head.startswith("http/1.1 200"), head
+    assert int(re.search(r"max-age=(\d+)", head).group(1)) >= 365 * 24 * 3600, head

@@ -24,6 +24,7 @@ CSS = re.compile(r"/static/core/site\.[0-9a-f]{12}\.css")
 # The releases these tests build skip the build's wheelhouse trial (a throw-away venv, the
 # Django checks, collectstatic: half of a build here), which tests/test_app.py proves.
 NO_TRIAL = ["-e", "app_build_check_install=false"]
+STALE = ["0.0.1-000000000001", "0.0.1-000000000002"]
 
 
 def release_of(app_dir):
@@ -70,11 +71,23 @@ def test_deploy_under_load_drops_nothing(stack, visitor, releases):
     after the deploy from the new release, and both releases' hashed static files served."""
     code, _, page = visitor("/?before-deploy")
     old_css = CSS.search(page).group(0)
+    # Two older releases left on the hosts: the newest app_releases_keep (3) stay, the one in
+    # use and the one before always among them, so the oldest goes.
+    for host in APP_HOSTS:
+        for age, name in zip(("3 days ago", "2 days ago"), STALE):
+            stack.host(host).check_output(f"sudo mkdir -p /srv/djdemo/releases/{name} && "
+                                          f"sudo touch -d '{age}' /srv/djdemo/releases/{name}")
     load = Load(stack, LOAD)
     load.start()
-    proc = stack.playbook("deploy", "playbooks/deploy.yml", "-e", f"app_build_source={releases['changed']}", *NO_TRIAL)
-    done = time.time()
-    result = load.stop()
+    try:
+        proc = stack.playbook("deploy", "playbooks/deploy.yml", "-e", f"app_build_source={releases['changed']}",
+                              *NO_TRIAL)
+        done = time.time()
+        result = load.stop()
+        kept = {host: sorted(stack.host(host).check_output("ls /srv/djdemo/releases").split()) for host in APP_HOSTS}
+    finally:
+        for host in APP_HOSTS:
+            stack.host(host).check_output("sudo rm -rf " + " ".join(f"/srv/djdemo/releases/{name}" for name in STALE))
     assert all(c["failed"] == 0 for c in recap(proc.stdout, APP_HOSTS).values())
     assert_nothing_failed(result)
     # While each host was out, the other was held in the edge, then given back to its probe.
@@ -83,6 +96,7 @@ def test_deploy_under_load_drops_nothing(stack, visitor, releases):
     new, old = releases["changed_id"], releases["base"]
     assert [current(stack, host) for host in APP_HOSTS] == [new, new]
     assert [current(stack, host, "previous") for host in APP_HOSTS] == [old, old]
+    assert kept == {host: sorted([STALE[1], old, new]) for host in APP_HOSTS}, kept
     seen = result["releases"]
     assert set(seen) <= {old, new} and seen[new]["answers"] > 0, seen
     # No answer from the old release once the deploy has finished.

@@ -1,11 +1,9 @@
 """The lab converged with site.yml: what an operator checks after bootstrap."""
-import time
-
 import pytest
 import yaml
 
 from helpers import ROOT, recap, run, task_results
-from conftest import MANAGED, SSH_BASE, STACK_LAB_NAME
+from conftest import MANAGED, SSH_BASE
 
 
 def test_site_converges_every_host(stack):
@@ -83,20 +81,6 @@ def test_readme_adding_a_host_with_limit_runs_on_that_host_and_its_group(stack):
     assert set(counts) == {"app1", "app2"} and not any(c["changed"] for c in counts.values()), counts
     # roles/app/tasks/release_id.yml, once, from the first app host, on the controller.
     assert task_results(proc.stdout, "Remember the release id") == {"app1": "ok"}, proc.stdout[-5000:]
-
-
-def test_the_lab_playbook_starts_a_stopped_host(stack):
-    """`make lab` on a stopped lab starts it: one host stopped (as a reboot of the machine leaves
-    every container), playbooks/lab.yml again, and the host is back with its services."""
-    container = f"{STACK_LAB_NAME}-mail1"
-    run(["docker", "stop", container], check=True)
-    stack.playbook("lab again", "playbooks/lab.yml")
-    assert run(["docker", "inspect", "-f", "{{.State.Running}}", container], check=True).stdout.strip() == "true"
-    ssh = ["ssh", *SSH_BASE, f"ops@{stack.addresses()['mail1']}"]
-    deadline = time.time() + 60
-    while (proc := run([*ssh, "systemctl is-active postfix opendkim"])).returncode != 0 and time.time() < deadline:
-        time.sleep(2)
-    assert proc.stdout.split() == ["active", "active"], proc.stdout + proc.stderr
 
 
 def test_lab_secrets_are_in_an_encrypted_vault(stack):
